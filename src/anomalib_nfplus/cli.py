@@ -1,0 +1,44 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The ``anomalib-nfplus`` console command.
+
+Sub-commands import their heavy dependencies only when they run, so ``anomalib-nfplus --help`` is instant.
+Training, testing and export of single models go through anomalib's own CLI (``anomalib train --model ...``).
+"""
+
+import argparse
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from anomalib_nfplus.demo import print_result, run_demo
+
+    print_result(
+        run_demo(args.output, model=args.model, epochs=args.epochs, image_size=args.image_size, seed=args.seed)
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser of ``anomalib-nfplus``."""
+    parser = argparse.ArgumentParser(prog="anomalib-nfplus", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser(
+        "demo",
+        help="offline end-to-end job: generate data, train, test, export to OpenVINO, run the exported model",
+    )
+    demo.add_argument("--output", default="results/nfplus_demo", help="folder for data, checkpoints and export")
+    demo.add_argument("--model", default="Cflow", help="model name (anomalib built-in or plugin model)")
+    demo.add_argument("--epochs", type=int, default=1)
+    demo.add_argument("--image-size", type=int, default=128)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
