@@ -9,6 +9,7 @@ which runs the same hook code path as an installed package.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +137,80 @@ def test_probe_train_and_export_by_short_name(tmp_path: Path, probe_site: Path, 
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list((tmp_path / "results").rglob("openvino/model.xml"))
+
+
+@pytest.fixture(scope="module")
+def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the plugin installed from its wheel (a regular, non-editable install)."""
+    uv = shutil.which("uv")
+    if uv is None:
+        pytest.skip("uv is needed to build and install the wheel")
+    root = tmp_path_factory.mktemp("wheel_env")
+    project = Path(__file__).resolve().parents[2]
+    steps = [
+        [uv, "build", "--wheel", "-q", "-o", str(root / "dist"), str(project)],
+        [uv, "venv", "-q", str(root / "venv"), "--python", sys.executable],
+        [
+            uv,
+            "export",
+            "-q",
+            "--frozen",
+            "--no-dev",
+            "--no-emit-project",
+            "--no-hashes",
+            "--project",
+            str(project),
+            "-o",
+            str(root / "requirements.txt"),
+        ],
+    ]
+    for step in steps:
+        subprocess.run(step, check=True, capture_output=True, timeout=300)
+    wheel = next((root / "dist").glob("*.whl"))
+    subprocess.run(
+        [
+            uv,
+            "pip",
+            "install",
+            "-q",
+            "--python",
+            str(root / "venv" / "bin" / "python"),
+            "-r",
+            str(root / "requirements.txt"),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return root / "venv" / "bin"
+
+
+def test_wheel_install_registers_without_import(tmp_path: Path, wheel_env: Path, synthetic_root: str) -> None:
+    site_files = {p.name for p in (wheel_env.parent / "lib").glob("python*/site-packages/*anomalib_nfplus*")}
+    assert {"_anomalib_nfplus_hook.py", "anomalib_nfplus.pth", "anomalib_nfplus.start"} <= site_files
+    out = _run(
+        [
+            str(wheel_env / "anomalib"),
+            "fit",
+            "--model",
+            "Padim",
+            "--data",
+            "MVTec",
+            "--data.root",
+            synthetic_root,
+            "--print_config",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "class_path: anomalib_nfplus.MVTec" in out.stdout
+    code = "import anomalib_nfplus; print(anomalib_nfplus.__file__)"
+    location = _run([str(wheel_env / "python"), "-c", code], tmp_path).stdout
+    assert str(wheel_env.parent) in location  # the wheel's copy, not the source tree
+
+
+@pytest.mark.parametrize("name", PLUGIN_MODELS)
+def test_wheel_install_resolves_plugin_model(tmp_path: Path, wheel_env: Path, name: str) -> None:
+    out = _run([str(wheel_env / "anomalib"), "fit", "--model", name, "--print_config"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
