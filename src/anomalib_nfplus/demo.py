@@ -9,6 +9,7 @@ with the same backbone weights) stands in; ``model`` accepts any model name ``ge
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ class DemoResult:
     openvino_model: str
     openvino_scores: dict[str, float]
     openvino_labels: dict[str, bool]
+    seconds: dict[str, float]
 
 
 def _build_model(name: str, image_size: int) -> object:
@@ -91,8 +93,14 @@ def run_demo(
     )
     anomaly_model = _build_model(model, image_size)
     engine = Engine(max_epochs=epochs, default_root_dir=output / "results", accelerator="cpu", devices=1, logger=False)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
     engine.fit(model=anomaly_model, datamodule=datamodule)
+    seconds["fit"] = time.perf_counter() - start
+    start = time.perf_counter()
     metrics = {k: float(v) for k, v in engine.test(model=anomaly_model, datamodule=datamodule)[0].items()}
+    seconds["test"] = time.perf_counter() - start
+    start = time.perf_counter()
     model_xml = engine.export(
         model=anomaly_model,
         export_type=ExportType.OPENVINO,
@@ -100,6 +108,7 @@ def run_demo(
         input_size=(image_size, image_size),
         onnx_kwargs={"opset_version": 18},
     )
+    seconds["export"] = time.perf_counter() - start
     test_dir = data_root / DEMO_CATEGORY / "test"
     images = {
         "good": sorted((test_dir / "good").glob("*.png"))[0],
@@ -113,6 +122,7 @@ def run_demo(
         openvino_model=str(model_xml),
         openvino_scores=scores,
         openvino_labels=labels,
+        seconds={k: round(v, 1) for k, v in seconds.items()},
     )
 
 
