@@ -41,13 +41,9 @@ class DemoResult:
 
 
 def _build_model(name: str, image_size: int) -> object:
-    from anomalib_nfplus.baselines import BUILTIN_MODELS, build_builtin
+    from anomalib_nfplus.baselines import ModelSpec, build_model
 
-    if name in BUILTIN_MODELS:
-        return build_builtin(name, backbone=DEMO_BACKBONE, layers=DEMO_LAYERS, image_size=image_size)
-    from anomalib.models import get_model
-
-    return get_model(name, backbone=DEMO_BACKBONE, pre_trained=True)
+    return build_model(name, ModelSpec(backbone=DEMO_BACKBONE, layers=DEMO_LAYERS, image_size=(image_size, image_size)))
 
 
 def _predict_with_openvino(model_xml: Path, images: dict[str, Path], image_size: int) -> tuple[dict, dict]:

@@ -2,10 +2,20 @@
 # SPDX-License-Identifier: Apache-2.0
 """Data helpers: the ``MVTec`` alias datamodule and a generator of small MVTec-layout datasets.
 
-The synthetic generator (``anomalib_nfplus.data.synthetic``) needs only numpy and Pillow; it is not imported
-here so that it stays cheap to use without torch.
+``MVTec`` is loaded on first access, so ``anomalib_nfplus.data.synthetic`` (numpy and Pillow only) can be used
+without importing torch or anomalib.
 """
 
-from .mvtec import MVTec
+import importlib
+from typing import Any
 
 __all__ = ["MVTec"]
+
+
+def __getattr__(name: str) -> Any:
+    if name != "MVTec":
+        msg = f"module 'anomalib_nfplus.data' has no attribute {name!r}"
+        raise AttributeError(msg)
+    value = importlib.import_module("anomalib_nfplus.data.mvtec").MVTec
+    globals()[name] = value
+    return value

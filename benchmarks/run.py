@@ -1,0 +1,173 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Train and test models side by side on one dataset and append one result row per model to a CSV.
+
+Every model in a run shares backbone, layers, input size, epochs, batch size, seed and metrics; anomalib's
+``Cflow``/``Fastflow`` and the plugin's models are built by ``anomalib_nfplus.baselines``. Next to the CSV a
+markdown table is regenerated from all rows, with the command that produced each one.
+See ``benchmarks/README.md`` for usage.
+
+Example:
+    python benchmarks/run.py --models Cflow Fastflow --root ../shared/data/mtd --category magnetic_tile \
+        --image-size 256 --epochs 1
+"""
+
+import argparse
+import os
+import resource
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from anomalib_nfplus.baselines import OFFLINE_BACKBONES, ModelSpec, build_model
+
+if __package__:
+    from . import data_setup, isolation, report
+else:  # run as a script: benchmarks/ is sys.path[0]
+    import data_setup
+    import isolation
+    import report
+
+__all__ = ["main", "parse_args", "run_one"]
+
+DEFAULT_LAYERS = ("blocks.2", "blocks.4", "blocks.6")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line (see ``--help``)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--models", nargs="+", default=["Cflow", "Fastflow"], help="Cflow, Fastflow or registered names")
+    p.add_argument("--root", required=True, type=Path, help="dataset root (mvtec: holds <category>/)")
+    p.add_argument("--category", required=True, help="MVTec category, or the dataset name for --format folder")
+    p.add_argument("--format", choices=["mvtec", "folder"], default="mvtec")
+    p.add_argument("--normal-dir", default="train/good", help="folder format: normal training images")
+    p.add_argument("--abnormal-dirs", nargs="*", default=[], help="folder format: anomalous test image dirs")
+    p.add_argument("--normal-test-dir", default="test/good", help="folder format: normal test images")
+    p.add_argument("--mask-dirs", nargs="*", default=[], help="folder format: masks, one dir per abnormal dir")
+    p.add_argument("--dataset", help="name in the dataset column (default: name of --root)")
+    p.add_argument("--backbone", default="tf_efficientnet_lite0")
+    p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS))
+    p.add_argument("--weights", choices=["offline", "random", "hub"], default="offline", help="backbone weights")
+    p.add_argument("--image-size", nargs="+", type=int, default=[256], help="S or H W")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=min(8, (os.cpu_count() or 2) // 2))
+    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, auto)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--limit-train", type=int, help="use N training images (seeded subsample)")
+    p.add_argument("--max-test", type=int, help="use at most N test images (seeded, stratified per folder)")
+    p.add_argument("--out", type=Path, help="CSV to append to (default benchmarks/results/<dataset>_<category>.csv)")
+    p.add_argument("--runs-dir", type=Path, help="keep checkpoints here (default: a temporary directory)")
+    p.add_argument("--in-process", action="store_true", help="run all models in this process (default: one each)")
+    args = p.parse_args(argv)
+    _check(p, args)
+    args.image_size = tuple(args.image_size * 2 if len(args.image_size) == 1 else args.image_size)
+    args.dataset = args.dataset or args.root.resolve().name
+    args.out = args.out or Path(__file__).parent / "results" / f"{args.dataset}_{args.category}.csv"
+    args.command = shlex.join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+    return args
+
+
+def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if len(args.image_size) not in {1, 2} or min(args.image_size) < 32:
+        p.error(f"--image-size takes S or H W with values >= 32, got {args.image_size}")
+    for name in ("epochs", "batch_size", "limit_train", "max_test", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if args.format == "folder" and not args.abnormal_dirs:
+        p.error("--format folder needs --abnormal-dirs (e.g. test/defective test/likely_defective)")
+    if args.mask_dirs and len(args.mask_dirs) != len(args.abnormal_dirs):
+        p.error(f"--mask-dirs needs one dir per --abnormal-dirs entry, got {args.mask_dirs} for {args.abnormal_dirs}")
+    if args.weights == "offline" and args.backbone not in OFFLINE_BACKBONES:
+        p.error(
+            f"no offline weights for {args.backbone!r} (have {sorted(OFFLINE_BACKBONES)}); use --weights random|hub"
+        )
+    base = args.root / args.category if args.format == "mvtec" else args.root
+    if not base.is_dir():
+        p.error(f"dataset folder {base} does not exist")
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Run every requested model, append its row to ``--out``, regenerate the markdown table, return the rows."""
+    args = parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    failed: list[str] = []
+    for name in args.models:
+        if args.in_process or len(args.models) == 1:
+            row = run_one(name, args)
+        else:
+            # A fresh process per model: peak RSS is that model's own, and no state leaks between models.
+            try:
+                with isolation.model_process() as pool:
+                    row = pool.submit(run_one, name, args).result()
+            except Exception:  # report, then go on with the other models
+                traceback.print_exc()
+                failed.append(name)
+                continue
+        report.append_row(args.out, row)
+        rows.append(row)
+        print(report.summary(row), flush=True)
+    report.write_markdown(args.out)
+    if failed:
+        msg = f"models failed: {failed} (tracebacks above); rows of the others are in {args.out}"
+        raise RuntimeError(msg)
+    return rows
+
+
+def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Fit and test one model; return its result row."""
+    import torch
+    from anomalib.engine import Engine
+    from lightning.pytorch import seed_everything
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seed_everything(args.seed, workers=True)
+    with tempfile.TemporaryDirectory(prefix="nfplus_bench_") as tmp:
+        data_root = data_setup.materialise(args, Path(tmp) / "data")
+        datamodule = data_setup.make_datamodule(args, data_root)
+        spec = ModelSpec(
+            backbone=args.backbone,
+            layers=tuple(args.layers),
+            image_size=args.image_size,
+            weights=args.weights,
+            pixel_metrics=data_setup.has_masks(args),
+        )
+        model = build_model(name, spec)
+        timer = report.ValidationTimer()
+        engine = Engine(
+            max_epochs=args.epochs,
+            logger=False,
+            default_root_dir=args.runs_dir or Path(tmp) / "runs",
+            accelerator=args.accelerator,
+            devices=1,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+        )
+        start = time.perf_counter()
+        engine.fit(model, datamodule=datamodule)
+        train_s = time.perf_counter() - start
+        start = time.perf_counter()
+        metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
+        test_s = time.perf_counter() - start
+        n_train = len(datamodule.train_data)
+    return report.make_row(name, args, metrics, n_train, train_s, timer.seconds, test_s, _peak_rss_mb(), spec)
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process or of its largest finished child (dataloader workers), in MiB."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return peak * scale / 2**20
+
+
+if __name__ == "__main__":
+    main()
