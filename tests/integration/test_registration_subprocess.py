@@ -32,6 +32,11 @@ def _run(
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def _alias_print_config(root: str) -> list[str]:
+    """Arguments that parse only when the plugin's ``MVTec`` alias is registered."""
+    return ["fit", "--model", "Padim", "--data", "MVTec", "--data.root", root, "--print_config"]
+
+
 def _probe_cli(probe_site: Path, args: list[str]) -> list[str]:
     """``anomalib <args>`` in a fresh interpreter that has the probe's .pth processed first."""
     code = (
@@ -57,22 +62,7 @@ def test_interpreter_start_is_cheap(tmp_path: Path) -> None:
 
 
 def test_real_cli_resolves_mvtec_alias(tmp_path: Path, synthetic_root: str) -> None:
-    out = _run(
-        [
-            ANOMALIB,
-            "fit",
-            "--model",
-            "Padim",
-            "--data",
-            "MVTec",
-            "--data.root",
-            synthetic_root,
-            "--data.category",
-            "stripes",
-            "--print_config",
-        ],
-        tmp_path,
-    )
+    out = _run([ANOMALIB, *_alias_print_config(synthetic_root)], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "class_path: anomalib_nfplus.MVTec" in out.stdout
 
@@ -85,7 +75,7 @@ def test_real_cli_resolves_plugin_model(tmp_path: Path, name: str) -> None:
 
 
 def test_opt_out_variable_disables_registration(tmp_path: Path, synthetic_root: str) -> None:
-    args = ["fit", "--model", "Padim", "--data", "MVTec", "--data.root", synthetic_root, "--print_config"]
+    args = _alias_print_config(synthetic_root)
     out = _run([ANOMALIB, *args], tmp_path, env_extra={"ANOMALIB_NFPLUS_NO_AUTOLOAD": "1"})
     assert out.returncode != 0
     assert "MVTec" in out.stderr
@@ -189,20 +179,7 @@ def wheel_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_install_registers_without_import(tmp_path: Path, wheel_env: Path, synthetic_root: str) -> None:
     site_files = {p.name for p in (wheel_env.parent / "lib").glob("python*/site-packages/*anomalib_nfplus*")}
     assert {"_anomalib_nfplus_hook.py", "anomalib_nfplus.pth", "anomalib_nfplus.start"} <= site_files
-    out = _run(
-        [
-            str(wheel_env / "anomalib"),
-            "fit",
-            "--model",
-            "Padim",
-            "--data",
-            "MVTec",
-            "--data.root",
-            synthetic_root,
-            "--print_config",
-        ],
-        tmp_path,
-    )
+    out = _run([str(wheel_env / "anomalib"), *_alias_print_config(synthetic_root)], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "class_path: anomalib_nfplus.MVTec" in out.stdout
     code = "import anomalib_nfplus; print(anomalib_nfplus.__file__)"
