@@ -78,11 +78,21 @@ class _AnomalibModelsFinder:
         if fullname != TRIGGER:
             return None
         _remove_finder()  # one-shot, and no recursion into ourselves below
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        spec = _find_with_other_finders(fullname, path, target)
         if spec is None or spec.loader is None:
             return spec
         spec.loader = _LoaderProxy(spec.loader)
         return spec
+
+
+def _find_with_other_finders(fullname: str, path: object, target: object) -> importlib.machinery.ModuleSpec | None:
+    """Ask the remaining meta-path finders, in order, as the import system would (editable installs included)."""
+    for finder in list(sys.meta_path):
+        find_spec = getattr(finder, "find_spec", None)
+        spec = find_spec(fullname, path, target) if find_spec is not None else None
+        if spec is not None:
+            return spec
+    return None
 
 
 def _remove_finder() -> None:

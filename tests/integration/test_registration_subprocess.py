@@ -191,3 +191,15 @@ def test_wheel_install_registers_without_import(tmp_path: Path, wheel_env: Path,
 def test_wheel_install_resolves_plugin_model(tmp_path: Path, wheel_env: Path, name: str) -> None:
     out = _run([str(wheel_env / "anomalib"), "fit", "--model", name, "--print_config"], tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
+
+
+def test_broken_plugin_target_warns_but_never_breaks_anomalib(tmp_path: Path) -> None:
+    code = (
+        "import _anomalib_nfplus_hook as h; h.install('no_such_plugin_module_xyz'); "
+        "import anomalib.models; print(len(anomalib.models.list_models()) > 0)"
+    )
+    out = _run([sys.executable, "-W", "always::RuntimeWarning", "-c", code], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("True")
+    assert "auto-registration of 'no_such_plugin_module_xyz' failed" in out.stderr
+    assert "--model anomalib_nfplus.HGAD" in out.stderr  # the message names the fallback
