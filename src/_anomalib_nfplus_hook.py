@@ -8,8 +8,8 @@ it has no plugin entry points. This module is installed at the root of ``site-pa
 anomalib in every interpreter, ~14 s); it only puts a one-shot finder on ``sys.meta_path`` that waits for
 ``anomalib.models`` to be imported and then imports the plugin's registration module.
 
-Only the standard library is used here. Set ``ANOMALIB_NFPLUS_NO_AUTOLOAD=1`` to switch auto-registration off;
-the full class path (``--model anomalib_nfplus.HGAD``) keeps working without it.
+Only the standard library is used here. Set ``ANOMALIB_NFPLUS_NO_AUTOLOAD=1`` (read at interpreter start-up) to
+switch auto-registration off; the full class path (``--model anomalib_nfplus.HGAD``) keeps working without it.
 """
 
 from __future__ import annotations
@@ -59,7 +59,16 @@ class _LoaderProxy:
         return self._loader.create_module(spec)
 
     def exec_module(self, module: object) -> None:
-        self._loader.exec_module(module)
+        try:
+            self._loader.exec_module(module)
+        except BaseException:
+            install_finder()  # the import failed: wait for the next attempt instead of giving up
+            raise
+        # The import system binds ``anomalib.models`` on its parent only after this returns; plugin code that
+        # runs now may already say ``anomalib.models.X``.
+        parent, _, child = TRIGGER.rpartition(".")
+        if parent in sys.modules:
+            setattr(sys.modules[parent], child, module)
         _run_targets()
 
     def __getattr__(self, name: str) -> object:  # delegate everything else to the real loader
@@ -109,7 +118,7 @@ def install(target: str = DEFAULT_TARGET) -> None:
 
     Repeated calls are harmless. If ``anomalib.models`` is already imported, the target runs at once.
     """
-    if os.environ.get(DISABLE_ENV, "").strip() not in {"", "0", "false", "False"}:
+    if os.environ.get(DISABLE_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}:
         return
     if target in _targets:
         return
@@ -117,5 +126,10 @@ def install(target: str = DEFAULT_TARGET) -> None:
     if TRIGGER in sys.modules:
         _run(target)
         return
+    install_finder()
+
+
+def install_finder() -> None:
+    """Put the one-shot finder at the front of ``sys.meta_path`` unless it is there already."""
     if not is_installed():
         sys.meta_path.insert(0, _AnomalibModelsFinder())

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from anomalib_nfplus._catalog import MODELS
 from anomalib_nfplus.data.synthetic import make_mvtec_like
 
-# Models each model issue adds to the registration tests (class names as users type them after --model).
-PLUGIN_MODELS: tuple[str, ...] = ()
+# The plugin's models, as users type them after --model (each model issue adds its line to _catalog.MODELS).
+PLUGIN_MODELS: tuple[str, ...] = tuple(MODELS)
 
 PROBE_DIR = Path(__file__).parent / "helpers" / "probe_plugin"
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -29,9 +30,9 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> str:
 def probe_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A site directory holding the probe plugin and a .pth that registers it with the plugin's own hook."""
     site_dir = tmp_path_factory.mktemp("probe_site")
-    shutil.copy(PROBE_DIR / "nfplus_probe.py", site_dir / "nfplus_probe.py")
+    shutil.copytree(PROBE_DIR / "nfplus_probe", site_dir / "nfplus_probe", ignore=shutil.ignore_patterns("__pycache__"))
     (site_dir / "nfplus_probe.pth").write_text(
-        'import _anomalib_nfplus_hook; _anomalib_nfplus_hook.install("nfplus_probe")\n'
+        'import _anomalib_nfplus_hook; _anomalib_nfplus_hook.install("nfplus_probe.plugin:register")\n'
     )
     return site_dir
 
@@ -41,10 +42,6 @@ def probe_registered(probe_site: Path) -> None:
     """Process the probe's .pth in this interpreter, as site.py does for an installed package."""
     site.addsitedir(str(probe_site))
     import anomalib.models  # noqa: F401 - fires the hook if nothing imported anomalib yet
-
-    from anomalib_nfplus.plugin import register
-
-    register()
 
 
 @pytest.fixture(scope="session")

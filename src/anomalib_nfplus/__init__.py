@@ -12,12 +12,12 @@ and call :func:`anomalib_nfplus.plugin.register` yourself.
 import importlib
 from typing import Any
 
+from anomalib_nfplus._catalog import MODELS
+
 __version__ = "0.1.0"
 
 # public name -> module that defines it
-_LAZY: dict[str, str] = {
-    "MVTec": "anomalib_nfplus.data",
-}
+_LAZY: dict[str, str] = {"MVTec": "anomalib_nfplus.data", **MODELS}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -11,15 +11,28 @@ Existing names are never overwritten.
 
 import importlib
 import logging
+import sys
+from collections.abc import Sequence
 
-__all__ = ["register"]
+__all__ = ["expose", "is_initialising", "register"]
 
 logger = logging.getLogger(__name__)
 
 
-def _inject(namespace_module: str, source_module: str, names: tuple[str, ...]) -> None:
-    namespace = importlib.import_module(namespace_module)
+def is_initialising(module_name: str) -> bool:
+    """Whether ``module_name`` is being imported right now (its body has not finished)."""
+    module = sys.modules.get(module_name)
+    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def expose(source_module: str, names: Sequence[str], namespace_module: str = "anomalib.models") -> None:
+    """Add ``names`` of ``source_module`` to an anomalib namespace (default ``anomalib.models``).
+
+    A models module calls this as its last statement; registration targets of the start-up hook call it only
+    when the module is not half-imported (see :func:`register`). Third-party plugins use it the same way.
+    """
     source = importlib.import_module(source_module)
+    namespace = importlib.import_module(namespace_module)
     for name in names:
         obj = getattr(source, name)
         current = getattr(namespace, name, None)
@@ -36,6 +49,8 @@ def register() -> None:
         >>> from anomalib_nfplus.plugin import register
         >>> register()
     """
-    models = importlib.import_module("anomalib_nfplus.models")
-    _inject("anomalib.models", "anomalib_nfplus.models", models.MODEL_NAMES)
-    _inject("anomalib.data", "anomalib_nfplus.data", ("MVTec",))
+    # A model's own import can pull in ``anomalib.models`` and fire the hook while ``anomalib_nfplus.models`` is
+    # half-built; then that package exposes its models itself when it finishes.
+    if not is_initialising("anomalib_nfplus.models"):
+        importlib.import_module("anomalib_nfplus.models")  # its last statement exposes the models
+    expose("anomalib_nfplus.data", ("MVTec",), "anomalib.data")

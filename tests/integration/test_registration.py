@@ -42,6 +42,13 @@ def test_get_model_and_list_models(name: str) -> None:
     assert name.lower() in {listed.replace("_", "") for listed in list_models()}
 
 
+def test_probe_exposed_in_anomalib_namespace() -> None:
+    """``expose`` (the plugin's own mechanism) made name-based dict configs work."""
+    model = get_model({"class_path": "NfplusProbe", "init_args": {"pool": 2}})
+    assert type(model).__name__ == "NfplusProbe"
+    assert model.model.pool == 2
+
+
 @pytest.mark.parametrize("name", PLUGIN_MODELS)
 def test_full_class_path_and_namespace(name: str) -> None:
     cls = getattr(anomalib_nfplus, name)

@@ -203,3 +203,26 @@ def test_broken_plugin_target_warns_but_never_breaks_anomalib(tmp_path: Path) ->
     assert out.stdout.strip().endswith("True")
     assert "auto-registration of 'no_such_plugin_module_xyz' failed" in out.stderr
     assert "--model anomalib_nfplus.HGAD" in out.stderr  # the message names the fallback
+
+
+def test_model_imported_before_anomalib_is_still_exposed(tmp_path: Path, probe_site: Path) -> None:
+    """Importing a model module first fires the hook half-way through that import; registration must still finish."""
+    code = (
+        "import site, sys, warnings; warnings.simplefilter('error', RuntimeWarning); site.addsitedir(sys.argv[1]); "
+        "from nfplus_probe import NfplusProbe; from anomalib.models import get_model; "
+        "print(type(get_model({'class_path': 'NfplusProbe'})).__name__)"
+    )
+    out = _run([sys.executable, "-c", code, str(probe_site)], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("NfplusProbe")
+    assert "auto-registration" not in out.stderr
+
+
+def test_start_file_names_a_callable() -> None:
+    """PEP 829 ``.start`` entry: ``module:callable`` that resolves and takes no argument."""
+    import pkgutil
+
+    line = (Path(__file__).resolve().parents[2] / "src" / "anomalib_nfplus.start").read_text().strip()
+    install = pkgutil.resolve_name(line)
+    assert callable(install)
+    assert line == "_anomalib_nfplus_hook:install"

@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""A tiny third-party model registered through the plugin's start-up hook, exactly as the real models are.
+"""A tiny third-party model registered through the plugin's start-up hook and ``expose``, as the real models are.
 
 It proves the registration mechanism end to end (CLI short name, ``get_model``, ``list_models``, train, test,
 export) independently of any one plugin model. The model is a real, if small, density model: a diagonal
@@ -15,6 +15,8 @@ from anomalib.data import Batch, InferenceBatch
 from anomalib.models import AnomalibModule
 from torch import nn
 from torch.nn import functional as F
+
+from anomalib_nfplus.plugin import expose
 
 
 class NfplusProbeModel(nn.Module):
@@ -73,3 +75,7 @@ class NfplusProbe(AnomalibModule):
     @property
     def learning_type(self) -> LearningType:
         return LearningType.ONE_CLASS
+
+
+# As anomalib_nfplus.models does: expose once fully defined (the hook defers while this module is half-built).
+expose(__name__, ("NfplusProbe",))

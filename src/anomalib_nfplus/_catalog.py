@@ -1,0 +1,9 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The one list of the plugin's public models: class name -> defining module.
+
+Standard library only, so the package ``__init__`` (lazy attributes), the models package (imports) and the tests
+(CLI parametrisation) all read it without importing torch. Each model issue adds one line here.
+"""
+
+MODELS: dict[str, str] = {}
