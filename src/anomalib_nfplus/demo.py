@@ -35,8 +35,7 @@ class DemoResult:
     data_root: str
     test_metrics: dict[str, float]
     openvino_model: str
-    openvino_scores: dict[str, float]
-    openvino_labels: dict[str, bool]
+    scores: dict[str, dict]
     seconds: dict[str, float]
 
 
@@ -46,17 +45,31 @@ def _build_model(name: str, image_size: int) -> object:
     return build_model(name, ModelSpec(backbone=DEMO_BACKBONE, layers=DEMO_LAYERS, image_size=(image_size, image_size)))
 
 
-def _predict_with_openvino(model_xml: Path, images: dict[str, Path], image_size: int) -> tuple[dict, dict]:
+def _load_image(path: Path, image_size: int) -> np.ndarray:
+    """RGB float image in [0, 1], already at the exported model's static input size."""
+    rgb = Image.open(path).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def _compare_torch_and_openvino(model: object, model_xml: Path, images: dict[str, Path], image_size: int) -> dict:
+    """Score each image alone with the torch model and with the exported OpenVINO model (f32 precision)."""
+    import torch
     from anomalib.deploy import OpenVINOInferencer
 
     inferencer = OpenVINOInferencer(path=model_xml, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"})
-    scores, labels = {}, {}
+    model.eval()
+    scores: dict[str, dict] = {}
     for key, path in images.items():
-        rgb = Image.open(path).convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-        prediction = inferencer.predict(np.asarray(rgb, dtype=np.float32) / 255.0)
-        scores[key] = float(np.asarray(prediction.pred_score).reshape(-1)[0])
-        labels[key] = bool(np.asarray(prediction.pred_label).reshape(-1)[0])
-    return scores, labels
+        image = _load_image(path, image_size)
+        prediction = inferencer.predict(image)
+        with torch.no_grad():
+            reference = model(torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0))
+        scores[key] = {
+            "openvino": float(np.asarray(prediction.pred_score).reshape(-1)[0]),
+            "torch": float(reference.pred_score.reshape(-1)[0]),
+            "openvino_label": bool(np.asarray(prediction.pred_label).reshape(-1)[0]),
+        }
+    return scores
 
 
 def run_demo(
@@ -110,14 +123,13 @@ def run_demo(
         "good": sorted((test_dir / "good").glob("*.png"))[0],
         "defect": sorted(p for p in test_dir.glob("*/*.png") if p.parent.name != "good")[0],
     }
-    scores, labels = _predict_with_openvino(Path(model_xml), images, image_size)
+    scores = _compare_torch_and_openvino(anomaly_model, Path(model_xml), images, image_size)
     return DemoResult(
         model=type(anomaly_model).__name__,
         data_root=str(data_root),
         test_metrics=metrics,
         openvino_model=str(model_xml),
-        openvino_scores=scores,
-        openvino_labels=labels,
+        scores=scores,
         seconds={k: round(v, 1) for k, v in seconds.items()},
     )
 
