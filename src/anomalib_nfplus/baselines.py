@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import timm
 import torch
 from anomalib.metrics import AUPRO, AUROC, Evaluator
 from anomalib.models import AnomalibModule, Cflow, Fastflow, get_model
@@ -23,7 +22,14 @@ from anomalib.pre_processing import PreProcessor
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from anomalib_nfplus.backbones import OFFLINE_BACKBONES, load_backbone_weights, normalization_for, offline_weights
+from anomalib_nfplus.backbones import (
+    OFFLINE_BACKBONES,
+    available_layers,
+    create_timm_model,
+    load_backbone_weights,
+    normalization_for,
+    offline_weights,
+)
 
 __all__ = [
     "BUILTINS",
@@ -95,8 +101,7 @@ def layer_indices(backbone: str, layers: Sequence[str]) -> list[int]:
     anomalib's ``TimmFeatureExtractor`` drops unknown layers with only a log warning, which would make two
     models in one table use different layers without anyone noticing.
     """
-    info = timm.create_model(backbone, pretrained=False, features_only=True, exportable=True).feature_info.info
-    names = [entry["module"] for entry in info]
+    names = available_layers(backbone)
     unknown = [layer for layer in layers if layer not in names]
     if unknown or not layers:
         msg = f"Layers {list(layers)} do not fit backbone {backbone!r}; its feature layers are {names}."
@@ -127,15 +132,14 @@ def build_fastflow(spec: ModelSpec) -> AnomalibModule:
     """
     model = Fastflow(backbone="resnet18", pre_trained=False, **_components(spec))
     torch_model = model.model
-    extractor = timm.create_model(
+    extractor = create_timm_model(
         spec.backbone,
-        pretrained=spec.weights == "hub",
+        pre_trained=spec.weights == "hub",  # hub failures raise the error that names the offline options
+        backbone_weights=offline_weights(spec.backbone) if spec.weights == "offline" else None,
         features_only=True,
         exportable=True,
         out_indices=layer_indices(spec.backbone, spec.layers),
     )
-    if spec.weights == "offline":
-        _load_offline(extractor, spec.backbone)
     extractor.eval().requires_grad_(False)
     with torch.no_grad():
         shapes = [tuple(f.shape[1:]) for f in extractor(torch.zeros(1, 3, *spec.image_size))]

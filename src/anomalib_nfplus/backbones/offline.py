@@ -153,7 +153,11 @@ def offline_weights(name: str) -> Path:
         return target
     logger.info("Converting %s to timm keys in %s", source, target)
     state_dict = convert_to_timm(torch.load(source, map_location="cpu", weights_only=True), name)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        msg = f"Cannot create the weights cache {target.parent} ({err}); set {CACHE_ENV} to a writable folder."
+        raise OSError(msg) from err
     # Temp file + rename: a crash or a concurrent process never leaves a half-written file at ``target``.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:

@@ -104,7 +104,7 @@ def allinone_clamp(a: torch.Tensor, alpha: float) -> torch.Tensor:
 def atan_clamp(s: torch.Tensor, alpha: float) -> torch.Tensor:
     """DifferNet's soft clamp of the log-scale (paper Eq. 2): ``(2 alpha / pi) * atan(s / alpha)``.
 
-    It is close to the identity near zero and bounded by ``(-alpha, alpha)``. The original code writes ``2/pi``
+    Its slope at zero is ``2/pi`` (not 1) and it is bounded by ``(-alpha, alpha)``. The original code writes ``2/pi``
     as ``0.636``; the exact value is used here (a 0.1 % difference of the bound).
 
     Args:
