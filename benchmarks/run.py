@@ -36,12 +36,19 @@ else:  # run as a script: benchmarks/ is sys.path[0]
 __all__ = ["main", "parse_args", "run_one"]
 
 DEFAULT_LAYERS = ("blocks.2", "blocks.4", "blocks.6")
+BASELINES = ("Cflow", "Fastflow")  # anomalib's flows, run beside every plugin model so tables compare like with like
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check the command line (see ``--help``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["Cflow", "Fastflow"], help="Cflow, Fastflow or registered names")
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(BASELINES),
+        help="models to run; anomalib's Cflow and Fastflow are always added (see --no-baselines)",
+    )
+    p.add_argument("--no-baselines", action="store_true", help="run only --models, without Cflow and Fastflow")
     p.add_argument("--root", required=True, type=Path, help="dataset root (mvtec: holds <category>/)")
     p.add_argument("--category", required=True, help="MVTec category, or the dataset name for --format folder")
     p.add_argument("--format", choices=["mvtec", "folder"], default="mvtec")
@@ -67,11 +74,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--in-process", action="store_true", help="run all models in this process (default: one each)")
     args = p.parse_args(argv)
     _check(p, args)
+    args.models = _with_baselines(p, args.models, add=not args.no_baselines)
     args.image_size = tuple(args.image_size * 2 if len(args.image_size) == 1 else args.image_size)
     args.dataset = args.dataset or args.root.resolve().name
     args.out = args.out or Path(__file__).parent / "results" / f"{args.dataset}_{args.category}.csv"
     args.command = shlex.join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
     return args
+
+
+def _with_baselines(p: argparse.ArgumentParser, models: list[str], *, add: bool) -> list[str]:
+    """The requested models plus the built-in baselines (once each), every name checked against what exists."""
+    from anomalib.models import list_models
+
+    from anomalib_nfplus.plugin import register
+
+    register()  # plugin models must be known even with auto-registration switched off
+    known = {name.replace("_", "") for name in list_models()}
+    unknown = [name for name in models if name.lower() not in known]
+    if unknown:
+        p.error(f"unknown model(s) {unknown}; known: {sorted(list_models())}")
+    requested = {name.lower() for name in models}
+    baselines = [name for name in BASELINES if name.lower() not in requested] if add else []
+    return [*baselines, *models]
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:

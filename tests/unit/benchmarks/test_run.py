@@ -118,7 +118,7 @@ def test_builtins_get_offline_weights_and_any_size(name):
 @pytest.mark.slow
 def test_main_writes_rows_and_table(dataset, tmp_path):
     out = tmp_path / "results" / "bench.csv"
-    extra = ["--models", "Fastflow", "--epochs", "1", "--batch-size", "4", "--out", str(out)]
+    extra = ["--models", "Fastflow", "--no-baselines", "--epochs", "1", "--batch-size", "4", "--out", str(out)]
     rows = run.main(_args(dataset, *extra, "--limit-train", "8", "--max-test", "10"))
     run.main(_args(dataset, *extra, "--seed", "1", "--limit-train", "4", "--max-test", "10"))
 
@@ -149,3 +149,15 @@ def test_model_process_workers_start_like_the_parent():
     # and anomalib at every epoch (tens of seconds, timed as training).
     with isolation.model_process() as pool:
         assert pool.submit(isolation.current_start_method).result() == multiprocessing.get_start_method()
+
+
+def test_baselines_are_always_added(dataset):
+    args = run.parse_args(_args(dataset, "--models", "fastflow", "Padim"))
+    assert args.models == ["Cflow", "fastflow", "Padim"]
+    assert run.parse_args(_args(dataset, "--models", "Padim", "--no-baselines")).models == ["Padim"]
+
+
+def test_unknown_model_name_is_a_usage_error(dataset, capsys):
+    with pytest.raises(SystemExit):
+        run.parse_args(_args(dataset, "--models", "Hgda"))
+    assert "unknown model(s) ['Hgda']" in capsys.readouterr().err
