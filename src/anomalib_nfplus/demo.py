@@ -72,23 +72,11 @@ def _compare_torch_and_openvino(model: object, model_xml: Path, images: dict[str
     return scores
 
 
-def run_demo(
-    output: str | Path = "results/nfplus_demo",
-    model: str = "Cflow",
-    epochs: int = 1,
-    image_size: int = 128,
-    seed: int = 0,
-) -> DemoResult:
-    """Train ``model`` on a generated dataset, test it, export it to OpenVINO and score two images with it."""
+def _demo_datamodule(root: Path, image_size: int, seed: int) -> object:
     from anomalib.data import MVTecAD
-    from anomalib.deploy import ExportType
-    from anomalib.engine import Engine
-    from lightning.pytorch import seed_everything
 
-    output = Path(output).resolve()
-    seed_everything(seed, workers=True)
     data_root = make_mvtec_like(
-        output / "data",
+        root,
         categories=(DEMO_CATEGORY,),
         n_train=48,
         n_test_good=16,
@@ -97,19 +85,42 @@ def run_demo(
         seed=seed,
         overwrite=True,
     )
-    datamodule = MVTecAD(
+    return MVTecAD(
         root=data_root, category=DEMO_CATEGORY, train_batch_size=8, eval_batch_size=8, num_workers=0, seed=seed
     )
+
+
+def _first_test_images(data_root: Path) -> dict[str, Path]:
+    test_dir = data_root / DEMO_CATEGORY / "test"
+    return {
+        "good": sorted((test_dir / "good").glob("*.png"))[0],
+        "defect": sorted(p for p in test_dir.glob("*/*.png") if p.parent.name != "good")[0],
+    }
+
+
+def run_demo(
+    output: str | Path = "results/nfplus_demo",
+    model: str = "Cflow",
+    epochs: int = 1,
+    image_size: int = 128,
+    seed: int = 0,
+) -> DemoResult:
+    """Train ``model`` on a generated dataset, test it, export it to OpenVINO and score two images with both."""
+    from anomalib.deploy import ExportType
+    from anomalib.engine import Engine
+    from lightning.pytorch import seed_everything
+
+    output = Path(output).resolve()
+    seed_everything(seed, workers=True)
+    datamodule = _demo_datamodule(output / "data", image_size, seed)
     anomaly_model = _build_model(model, image_size)
     engine = Engine(max_epochs=epochs, default_root_dir=output / "results", accelerator="cpu", devices=1, logger=False)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     engine.fit(model=anomaly_model, datamodule=datamodule)
     seconds["fit"] = time.perf_counter() - start
-    start = time.perf_counter()
     metrics = {k: float(v) for k, v in engine.test(model=anomaly_model, datamodule=datamodule)[0].items()}
-    seconds["test"] = time.perf_counter() - start
-    start = time.perf_counter()
+    seconds["test"] = time.perf_counter() - start - seconds["fit"]
     model_xml = engine.export(
         model=anomaly_model,
         export_type=ExportType.OPENVINO,
@@ -117,16 +128,13 @@ def run_demo(
         input_size=(image_size, image_size),
         onnx_kwargs={"opset_version": 18},
     )
-    seconds["export"] = time.perf_counter() - start
-    test_dir = data_root / DEMO_CATEGORY / "test"
-    images = {
-        "good": sorted((test_dir / "good").glob("*.png"))[0],
-        "defect": sorted(p for p in test_dir.glob("*/*.png") if p.parent.name != "good")[0],
-    }
-    scores = _compare_torch_and_openvino(anomaly_model, Path(model_xml), images, image_size)
+    seconds["export"] = time.perf_counter() - start - seconds["fit"] - seconds["test"]
+    scores = _compare_torch_and_openvino(
+        anomaly_model, Path(model_xml), _first_test_images(output / "data"), image_size
+    )
     return DemoResult(
         model=type(anomaly_model).__name__,
-        data_root=str(data_root),
+        data_root=str(output / "data"),
         test_metrics=metrics,
         openvino_model=str(model_xml),
         scores=scores,
