@@ -61,8 +61,8 @@ class AllInOneCoupling(InvertibleBlock):
         clamp_alpha (float, optional): Log-scale bound ``alpha`` (FrEIA ``affine_clamping``). Defaults to ``1.9``.
         permute_soft (bool, optional): Random rotation instead of a hard permutation. Defaults to ``True``.
         global_affine_init (float, optional): Initial global scale ``g`` (> 0). Defaults to ``1.0``.
-        seed (int | None, optional): Seed of ``W`` (0 if neither seed nor generator is given). Defaults to
-            ``None``.
+        seed (int | None, optional): Seed of ``W`` (from torch's global RNG if neither seed nor generator is
+            given). Defaults to ``None``.
         generator (torch.Generator | None, optional): Generator to draw ``W`` from instead. Defaults to ``None``.
 
     References:

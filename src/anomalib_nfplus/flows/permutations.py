@@ -18,7 +18,9 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
     """Return the generator to draw fixed random quantities from.
 
     Args:
-        seed (int | None, optional): Seed of a fresh CPU generator. ``None`` means 0. Defaults to ``None``.
+        seed (int | None, optional): Seed of a fresh CPU generator. ``None`` draws the seed from torch's global
+            RNG, so blocks built by hand without seeds get different mixings, reproducibly under
+            ``torch.manual_seed`` / ``seed_everything``. Defaults to ``None``.
         generator (torch.Generator | None, optional): Use this generator (its state advances). Defaults to
             ``None``.
 
@@ -33,7 +35,9 @@ def make_generator(seed: int | None = None, generator: torch.Generator | None = 
             msg = f"Pass either seed ({seed}) or generator, not both."
             raise ValueError(msg)
         return generator
-    return torch.Generator().manual_seed(0 if seed is None else seed)
+    if seed is None:
+        seed = int(torch.randint(0, 2**62, ()).item())
+    return torch.Generator().manual_seed(seed)
 
 
 def random_permutation(dim: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -102,7 +106,8 @@ class FixedPermutation(InvertibleBlock):
 
     Args:
         dim (int): Number of channels ``D``.
-        seed (int | None, optional): Seed of the permutation (0 if neither seed nor generator is given).
+        seed (int | None, optional): Seed of the permutation (from torch's global RNG if neither seed nor
+            generator is given).
             Defaults to ``None``.
         generator (torch.Generator | None, optional): Generator to draw from instead of ``seed``. Defaults to
             ``None``.

@@ -68,7 +68,13 @@ def test_fixed_permutation_buffers_and_seeding():
 
 
 def test_make_generator():
-    assert torch.equal(torch.randn(3, generator=make_generator()), torch.randn(3, generator=_gen(0)))
+    assert torch.equal(torch.randn(3, generator=make_generator(7)), torch.randn(3, generator=_gen(7)))
+    # Without a seed: different blocks get different draws, reproducible under the global seed.
+    torch.manual_seed(3)
+    first, second = torch.randn(3, generator=make_generator()), torch.randn(3, generator=make_generator())
+    assert not torch.equal(first, second)
+    torch.manual_seed(3)
+    assert torch.equal(torch.randn(3, generator=make_generator()), first)
     gen = _gen(5)
     assert make_generator(generator=gen) is gen
     with pytest.raises(ValueError, match="either seed"):
