@@ -66,8 +66,9 @@ def _commit() -> str:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
-        # Changes, tracked or untracked, to the code that ran (package, runner, dependency pins).
-        status = ["git", "status", "--porcelain", "--", ":/src", ":/benchmarks", ":/pyproject.toml", ":/uv.lock"]
+        # Changes, tracked or untracked, to the code that ran (package, runner, dependency pins); not the result
+        # files a run writes itself (they made every row after the first of a new CSV look dirty).
+        status = ["git", "status", "--porcelain", "--", ":/src", ":/benchmarks/*.py", ":/pyproject.toml", ":/uv.lock"]
         dirty = subprocess.run(status, cwd=here, capture_output=True, text=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
