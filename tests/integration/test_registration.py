@@ -23,15 +23,17 @@ from tests.conftest import PLUGIN_MODELS
 pytestmark = pytest.mark.usefixtures("probe_registered")
 
 
+def _fit_on_mvtec_alias(model: str, root: str) -> list[str]:
+    return ["fit", "--model", model, "--data", "MVTec", "--data.root", root, "--data.category", "stripes"]
+
+
 def _parse(args: list[str]) -> AnomalibCLI:
     return AnomalibCLI(args=args, run=False)
 
 
 @pytest.mark.parametrize("name", ["NfplusProbe", *PLUGIN_MODELS])
 def test_cli_resolves_short_model_name(name: str, synthetic_root: str) -> None:
-    cli = _parse(
-        ["fit", "--model", name, "--data", "MVTec", "--data.root", synthetic_root, "--data.category", "stripes"]
-    )
+    cli = _parse(_fit_on_mvtec_alias(name, synthetic_root))
     assert type(cli.model).__name__ == name
     assert type(cli.model).__bases__[0] is AnomalibModule  # direct subclass: get_model/list_models need it
 
@@ -58,19 +60,7 @@ def test_full_class_path_and_namespace(name: str) -> None:
 
 
 def test_data_mvtec_alias_resolves_to_mvtecad(synthetic_root: str) -> None:
-    cli = _parse(
-        [
-            "fit",
-            "--model",
-            "NfplusProbe",
-            "--data",
-            "MVTec",
-            "--data.root",
-            synthetic_root,
-            "--data.category",
-            "stripes",
-        ]
-    )
+    cli = _parse(_fit_on_mvtec_alias("NfplusProbe", synthetic_root))
     assert isinstance(cli.datamodule, MVTecAD)
     assert cli.config["fit"]["data"]["class_path"] == "anomalib_nfplus.MVTec"
     assert cli.datamodule.name == "MVTecAD"  # results land where --data MVTecAD would put them

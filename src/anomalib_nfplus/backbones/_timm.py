@@ -49,7 +49,7 @@ def reference_model(backbone: str) -> nn.Module:
     try:
         with torch.device("meta"):
             return timm.create_model(backbone, pretrained=False)
-    except (RuntimeError, NotImplementedError):
+    except (RuntimeError, NotImplementedError):  # some timm models cannot be built on the meta device
         return timm.create_model(backbone, pretrained=False)
 
 
