@@ -1,0 +1,94 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Score statistics collected on training data and stored as buffers.
+
+The official CFLOW-AD and HGAD code normalise each scale's map by the maximum over the *test set*, and anomalib's
+Cflow by the maximum over the *batch*, so a score depends on the other images scored with it. Here every model
+normalises with statistics of its *training* images, frozen into buffers: checkpoints and exported graphs carry
+them, and one image scored alone gets the same score as inside any batch.
+"""
+
+import torch
+from torch import nn
+
+__all__ = ["TrainingStatistics"]
+
+
+class TrainingStatistics(nn.Module):
+    """Streaming count, mean, standard deviation, minimum and maximum of ``n_maps`` raw score maps.
+
+    Use :meth:`reset`, then :meth:`update` once per map and batch, then :meth:`finalize`. Sums are kept in
+    float64 so millions of positions do not lose precision.
+
+    Args:
+        n_maps (int): Number of independent maps (e.g. feature levels, or levels x map kinds).
+
+    Example:
+        >>> stats = TrainingStatistics(2)
+        >>> stats.reset()
+        >>> stats.update(0, torch.tensor([1.0, 3.0])); stats.update(1, torch.tensor([0.0, 0.0]))
+        >>> stats.finalize()
+        >>> stats.mean.tolist(), stats.maximum.tolist()
+        ([2.0, 0.0], [3.0, 0.0])
+    """
+
+    def __init__(self, n_maps: int) -> None:
+        super().__init__()
+        if n_maps < 1:
+            msg = f"TrainingStatistics needs at least one map, got n_maps={n_maps}."
+            raise ValueError(msg)
+        self.n_maps = n_maps
+        self.register_buffer("mean", torch.zeros(n_maps))
+        self.register_buffer("std", torch.ones(n_maps))
+        self.register_buffer("minimum", torch.zeros(n_maps))
+        self.register_buffer("maximum", torch.ones(n_maps))
+        self.register_buffer("fitted", torch.tensor(False))
+        self._sums: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        """Start a new collection; the current buffers stay usable until :meth:`finalize`."""
+        self._sums = torch.zeros(self.n_maps, 3, dtype=torch.float64, device=self.mean.device)
+        self._min = torch.full((self.n_maps,), float("inf"), dtype=torch.float64, device=self.mean.device)
+        self._max = torch.full((self.n_maps,), float("-inf"), dtype=torch.float64, device=self.mean.device)
+
+    @torch.no_grad()
+    def update(self, index: int, values: torch.Tensor) -> None:
+        """Add every element of ``values`` (any shape) to map ``index``."""
+        if self._sums is None:
+            msg = "TrainingStatistics.update called before reset()."
+            raise RuntimeError(msg)
+        v = values.detach().double().flatten()
+        if not torch.isfinite(v).all():
+            msg = (
+                f"Non-finite training scores for map {index}: the flow diverged (NaN/inf log-likelihoods). "
+                "Lower the learning rate or check the input images."
+            )
+            raise RuntimeError(msg)
+        self._sums[index] += torch.stack(
+            [torch.tensor(float(v.numel()), dtype=v.dtype, device=v.device), v.sum(), (v * v).sum()]
+        )
+        self._min[index] = torch.minimum(self._min[index], v.min())
+        self._max[index] = torch.maximum(self._max[index], v.max())
+
+    def finalize(self) -> None:
+        """Turn the sums into the buffers used for scoring."""
+        if self._sums is None or bool((self._sums[:, 0] == 0).any()):
+            msg = "TrainingStatistics.finalize: some maps received no values; no training images were scored."
+            raise RuntimeError(msg)
+        count, total, squares = self._sums.unbind(dim=1)
+        mean = total / count
+        var = (squares / count - mean * mean).clamp_min(0.0)
+        self.mean.copy_(mean.to(self.mean.dtype))
+        self.std.copy_(var.sqrt().clamp_min(1e-6).to(self.std.dtype))
+        self.minimum.copy_(self._min.to(self.minimum.dtype))
+        self.maximum.copy_(self._max.to(self.maximum.dtype))
+        self.fitted.fill_(True)
+        self._sums = None
+
+    def standardize(self, index: int, values: torch.Tensor) -> torch.Tensor:
+        """``(values - mean) / std`` of map ``index``: a z-score against the training images."""
+        return (values - self.mean[index]) / self.std[index]
+
+    def extra_repr(self) -> str:
+        """Shown by ``print(module)``."""
+        return f"n_maps={self.n_maps}, fitted={bool(self.fitted)}"
