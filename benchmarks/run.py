@@ -13,6 +13,7 @@ Example:
 """
 
 import argparse
+import json
 import os
 import resource
 import shlex
@@ -72,6 +73,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="CSV to append to (default benchmarks/results/<dataset>_<category>.csv)")
     p.add_argument("--runs-dir", type=Path, help="keep checkpoints here (default: a temporary directory)")
     p.add_argument("--in-process", action="store_true", help="run all models in this process (default: one each)")
+    p.add_argument(
+        "--init-args",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("MODEL", "JSON"),
+        help="extra constructor arguments of one model, e.g. --init-args DifferNet '{\"n_test_transforms\": 8}'",
+    )
     args = p.parse_args(argv)
     _check(p, args)
     args.models = _with_baselines(p, args.models, add=not args.no_baselines)
@@ -164,7 +173,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
             weights=args.weights,
             pixel_metrics=data_setup.has_masks(args),
         )
-        model = build_model(name, spec)
+        model = build_model(name, spec, init_args_for(name, args))
         timer = report.ValidationTimer()
         engine = Engine(
             max_epochs=args.epochs,
@@ -184,6 +193,19 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         test_s = time.perf_counter() - start
         n_train = len(datamodule.train_data)
     return report.make_row(name, args, metrics, n_train, train_s, timer.seconds, test_s, _peak_rss_mb(), spec)
+
+
+def init_args_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--init-args`` JSON objects given for ``name`` (case-insensitive), merged in order."""
+    merged: dict[str, Any] = {}
+    for model, text in args.init_args:
+        if model.lower() == name.lower():
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                msg = f"--init-args {model} must be a JSON object, got {text!r}"
+                raise ValueError(msg)
+            merged.update(value)
+    return merged
 
 
 def _peak_rss_mb() -> float:

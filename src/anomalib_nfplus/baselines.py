@@ -10,7 +10,7 @@ offline backbone weights. Any other name goes through
 ``backbone_weights``), so a plugin model appears here as soon as it is registered.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -113,16 +113,22 @@ def _load_offline(module: nn.Module, backbone: str) -> None:
     load_backbone_weights(module, offline_weights(backbone), backbone=backbone)
 
 
-def build_cflow(spec: ModelSpec) -> AnomalibModule:
+def build_cflow(spec: ModelSpec, **init_args: Any) -> AnomalibModule:
     """Anomalib's ``Cflow`` with its default decoder settings on the shared backbone and layers."""
     layer_indices(spec.backbone, spec.layers)
-    model = Cflow(backbone=spec.backbone, layers=spec.layers, pre_trained=spec.weights == "hub", **_components(spec))
+    model = Cflow(
+        backbone=spec.backbone,
+        layers=spec.layers,
+        pre_trained=spec.weights == "hub",
+        **_components(spec),
+        **init_args,
+    )
     if spec.weights == "offline":
         _load_offline(model.model.encoder.feature_extractor, spec.backbone)
     return model
 
 
-def build_fastflow(spec: ModelSpec) -> AnomalibModule:
+def build_fastflow(spec: ModelSpec, **init_args: Any) -> AnomalibModule:
     """Anomalib's ``Fastflow`` (flow steps 8, hidden ratio 1.0: its ResNet-18 recipe) on any timm CNN.
 
     ``FastflowModel`` accepts only four backbones by name and always takes timm outputs 1-3. We build it with
@@ -130,7 +136,7 @@ def build_fastflow(spec: ModelSpec) -> AnomalibModule:
     ``create_fast_flow_block`` per layer, sized from a dry run (TF-style "same" padding rounds sizes up, so
     ``input_size / stride`` would be wrong for sizes not divisible by 32). Its forward code stays anomalib's.
     """
-    model = Fastflow(backbone="resnet18", pre_trained=False, **_components(spec))
+    model = Fastflow(backbone="resnet18", pre_trained=False, **_components(spec), **init_args)
     torch_model = model.model
     extractor = create_timm_model(
         spec.backbone,
@@ -156,19 +162,22 @@ def build_fastflow(spec: ModelSpec) -> AnomalibModule:
     return model
 
 
-BUILTINS: dict[str, Callable[[ModelSpec], AnomalibModule]] = {"cflow": build_cflow, "fastflow": build_fastflow}
+BUILTINS: dict[str, Callable[..., AnomalibModule]] = {"cflow": build_cflow, "fastflow": build_fastflow}
 
 
-def build_model(name: str, spec: ModelSpec) -> AnomalibModule:
+def build_model(name: str, spec: ModelSpec, init_args: Mapping[str, Any] | None = None) -> AnomalibModule:
     """Build a built-in by (case-insensitive) name, or any registered model through ``get_model``.
+
+    ``init_args`` are further constructor arguments of that model (e.g. DifferNet's number of test transforms).
 
     Example:
         >>> spec = ModelSpec(backbone="tf_efficientnet_lite0", layers=("blocks.2", "blocks.4"), image_size=(128, 128))
         >>> model = build_model("Cflow", spec)
     """
     builder = BUILTINS.get(name.lower())
+    init_args = dict(init_args or {})
     if builder is not None:
-        return builder(spec)
+        return builder(spec, **init_args)
     from anomalib_nfplus.plugin import register
 
     register()  # idempotent; makes plugin models visible even with auto-registration switched off
@@ -180,4 +189,5 @@ def build_model(name: str, spec: ModelSpec) -> AnomalibModule:
         pre_trained=spec.weights == "hub",
         backbone_weights=None if weights is None else str(weights),
         **_components(spec),
+        **init_args,
     )
