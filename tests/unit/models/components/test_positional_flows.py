@@ -1,0 +1,45 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""PositionalFlows: equal to running each fiber through the level's flow with its encoding; deterministic."""
+
+import pytest
+import torch
+
+from anomalib_nfplus.flows import positional_encoding_2d
+from anomalib_nfplus.models.components import PositionalFlows
+
+
+def test_matches_per_fiber_application():
+    torch.manual_seed(0)
+    flows = PositionalFlows([8, 12], n_blocks=2, cond_dim=8).eval()
+    feats = [torch.randn(2, 8, 3, 4), torch.randn(2, 12, 2, 2)]
+    (z0, ld0), _ = flows(feats)
+    pos = positional_encoding_2d(8, 3, 4)
+    b, h, w = 1, 2, 3
+    z, ld = flows.flows[0](feats[0][b, :, h, w].unsqueeze(0), pos[:, h, w].unsqueeze(0))
+    assert torch.allclose(z0[b, h, w], z[0], atol=1e-6)
+    assert torch.allclose(ld0[b, h, w], ld[0], atol=1e-6)
+
+
+def test_seeded_rotations_are_reproducible_and_differ_per_level():
+    a, b = (
+        PositionalFlows([8, 8], n_blocks=1, cond_dim=8, seed=3),
+        PositionalFlows([8, 8], n_blocks=1, cond_dim=8, seed=3),
+    )
+    sa, sb = a.state_dict(), b.state_dict()
+    rotations = [k for k in sa if "weight" not in k and sa[k].dim() == 2 and sa[k].shape == (8, 8)]
+    assert rotations
+    assert all(torch.equal(sa[k], sb[k]) for k in rotations)
+    level0 = [k for k in rotations if k.startswith("flows.0.")]
+    level1 = [k.replace("flows.0.", "flows.1.", 1) for k in level0]
+    assert not all(torch.equal(sa[k0], sa[k1]) for k0, k1 in zip(level0, level1, strict=True))
+
+
+def test_errors_name_the_problem():
+    flows = PositionalFlows([8], n_blocks=1, cond_dim=8)
+    with pytest.raises(ValueError, match="1 feature levels"):
+        flows([torch.randn(1, 8, 2, 2)] * 2)
+    with pytest.raises(ValueError, match="expects 8 channels"):
+        flows([torch.randn(1, 4, 2, 2)])
+    with pytest.raises(ValueError, match="at least one"):
+        PositionalFlows([])
