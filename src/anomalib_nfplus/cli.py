@@ -21,6 +21,19 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _infer(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from anomalib_nfplus.deploy.infer import run_inference
+    from anomalib_nfplus.deploy.runtime import EdgeModel
+
+    config = {"INFERENCE_PRECISION_HINT": args.precision} if args.precision else None
+    model = EdgeModel(args.model, device=args.device, config=config)
+    output = Path(args.output) if args.output else None
+    run_inference(model, args.input, output, batch_size=args.batch_size, max_frames=args.max_frames)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Argument parser of ``anomalib-nfplus``."""
     parser = argparse.ArgumentParser(prog="anomalib-nfplus", description=__doc__.splitlines()[0])
@@ -35,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--image-size", type=int, default=128)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+    infer = commands.add_parser(
+        "infer",
+        help="run an exported OpenVINO model on images, a folder, a video or a camera (needs no torch)",
+    )
+    infer.add_argument("--model", required=True, help="exported model.xml (or .onnx)")
+    infer.add_argument("--input", required=True, help="image, folder, video file, or camera index such as 0")
+    infer.add_argument("--output", help="folder for heat-map overlays (none written if omitted)")
+    infer.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU, AUTO")
+    infer.add_argument("--batch-size", type=int, default=1, help="images per inference call")
+    infer.add_argument("--max-frames", type=int, help="stop after N images (cameras stream forever)")
+    infer.add_argument("--precision", help="INFERENCE_PRECISION_HINT, e.g. f32 (default: the device's choice)")
+    infer.set_defaults(func=_infer)
     return parser
 
 
