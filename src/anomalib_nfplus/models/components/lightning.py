@@ -12,7 +12,8 @@ What the mixin gives every model:
       prediction, so maps are normalised without looking at the images being scored;
     - a non-finite-loss guard that saves the last finite weights and stops with the step that failed;
     - strict checkpoint loading with a message that says what does not match and how to fix it;
-    - the warm-up + cosine schedule stepped per optimizer step.
+    - the warm-up + cosine schedule stepped per optimizer step;
+    - ``INT8_PTQ`` export calibrated on training images (anomalib uses the validation set, which holds defects).
 """
 
 import math
@@ -24,6 +25,7 @@ from anomalib import LearningType
 from anomalib.data import Batch
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
+from .quantization import quantize_with_training_images
 from .schedule import warmup_cosine_scheduler
 from .statistics import TrainingStatistics
 
@@ -175,6 +177,12 @@ class FlowModuleMixin:
                 )
                 raise RuntimeError(msg)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)  # type: ignore[misc]
+
+    # --- export ---------------------------------------------------------------------------------------------
+
+    def _post_training_quantization_ov(self, model: Any, datamodule: Any = None) -> Any:
+        """Anomalib's ``INT8_PTQ`` hook, calibrated on training images instead of the (anomalous) validation set."""
+        return quantize_with_training_images(model, datamodule)
 
     # --- schedule -------------------------------------------------------------------------------------------
 
