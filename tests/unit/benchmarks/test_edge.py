@@ -1,0 +1,45 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""The edge benchmark's option handling and its accuracy/latency measurement (the full run is a script)."""
+
+import numpy as np
+import pytest
+from benchmarks import edge, edge_runners
+
+
+def test_options_reuse_run_py_and_default_output(tmp_path):
+    (tmp_path / "x").mkdir()
+    args = edge.parse_args(["--models", "Cflow", "--root", str(tmp_path), "--category", "x", "--precisions", "fp32"])
+    assert args.precisions == ["fp32"]
+    assert args.models == ["Cflow"]  # no baselines added
+    assert args.out.name == f"edge_{tmp_path.name}_x.csv"
+    assert args.command.startswith("benchmarks/edge.py --models Cflow")
+
+
+def _sample(value: float, label: int, mask: bool) -> edge_runners.Sample:
+    m = np.zeros((2, 2), dtype=bool)
+    m[0, 0] = mask
+    return edge_runners.Sample(np.full((1, 3, 2, 2), value, dtype=np.float32), label, m)
+
+
+def test_accuracy_scores_images_and_pixels():
+    samples = [_sample(0.1, 0, False), _sample(0.9, 1, True), _sample(0.2, 0, False)]
+
+    def runner(image):
+        amap = np.zeros((1, 1, 2, 2), dtype=np.float32)
+        amap[0, 0, 0, 0] = image.mean()
+        return {"pred_score": np.array([image.mean()]), "anomaly_map": amap}
+
+    result = edge_runners.accuracy(runner, samples)
+    assert result["image_AUROC"] == pytest.approx(1.0)
+    assert result["pixel_AUROC"] == pytest.approx(1.0)
+    inverted = edge_runners.accuracy(lambda x: {"pred_score": np.array([-x.mean()])}, samples)
+    assert inverted["image_AUROC"] == pytest.approx(0.0)
+    assert "pixel_AUROC" not in inverted
+
+
+def test_latency_reports_median_and_p95():
+    calls = []
+    stats = edge_runners.latency(calls.append, 1, runs=20, warmup=3)
+    assert len(calls) == 23
+    assert 0 <= stats["median_ms"] <= stats["p95_ms"]
