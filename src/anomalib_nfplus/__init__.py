@@ -17,7 +17,7 @@ from anomalib_nfplus._catalog import MODELS
 __version__ = "0.1.0"
 
 # public name -> module that defines it
-_LAZY: dict[str, str] = {"MVTec": "anomalib_nfplus.data", **MODELS}
+_LAZY: dict[str, str] = {"MVTec": "anomalib_nfplus.data", "Unified": "anomalib_nfplus.data", **MODELS}
 
 __all__ = ["__version__", *_LAZY]
 

@@ -43,7 +43,7 @@ def expose(source_module: str, names: Sequence[str], namespace_module: str = "an
 
 
 def register() -> None:
-    """Import the plugin's models and the ``MVTec`` alias and expose them in anomalib's namespaces.
+    """Import the plugin's models, the ``MVTec`` alias and ``Unified``, and expose them in anomalib's namespaces.
 
     Idempotent. Example:
         >>> from anomalib_nfplus.plugin import register
@@ -53,4 +53,4 @@ def register() -> None:
     # half-built; then that package exposes its models itself when it finishes.
     if not is_initialising("anomalib_nfplus.models"):
         importlib.import_module("anomalib_nfplus.models")  # its last statement exposes the models
-    expose("anomalib_nfplus.data", ("MVTec",), "anomalib.data")
+    expose("anomalib_nfplus.data", ("MVTec", "Unified"), "anomalib.data")

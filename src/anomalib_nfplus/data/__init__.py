@@ -1,21 +1,30 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Data helpers: the ``MVTec`` alias datamodule and a generator of small MVTec-layout datasets.
+"""Data helpers: ``MVTec`` alias, ``Unified`` multi-class datamodule, few-shot subsampling, synthetic datasets.
 
-``MVTec`` is loaded on first access, so ``anomalib_nfplus.data.synthetic`` (numpy and Pillow only) can be used
+Public names are loaded on first access, so ``anomalib_nfplus.data.synthetic`` (numpy and Pillow only) can be used
 without importing torch or anomalib.
 """
 
 import importlib
 from typing import Any
 
-__all__ = ["MVTec"]
+_LAZY: dict[str, str] = {
+    "MVTec": "anomalib_nfplus.data.mvtec",
+    "Unified": "anomalib_nfplus.data.unified",
+    "UnifiedImageBatch": "anomalib_nfplus.data.unified",
+    "UnifiedImageItem": "anomalib_nfplus.data.unified",
+    "PerCategoryMetrics": "anomalib_nfplus.data.category_metrics",
+    "class_index_of": "anomalib_nfplus.data.unified",
+}
+
+__all__ = list(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
-    if name != "MVTec":
+    if name not in _LAZY:
         msg = f"module 'anomalib_nfplus.data' has no attribute {name!r}"
         raise AttributeError(msg)
-    value = importlib.import_module("anomalib_nfplus.data.mvtec").MVTec
+    value = getattr(importlib.import_module(_LAZY[name]), name)
     globals()[name] = value
     return value

@@ -1,0 +1,165 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Per-category test metrics for multi-class (unified) models: the tables users of such models read.
+
+:class:`PerCategoryMetrics` is a Lightning callback. :class:`~anomalib_nfplus.data.unified.Unified` adds it to
+the trainer by itself (any model, CLI or Python); pass it explicitly (``Engine(callbacks=[PerCategoryMetrics()])``
+or ``--trainer.callbacks anomalib_nfplus.data.category_metrics.PerCategoryMetrics``) only to be explicit. At the end
+of a test it logs, beside anomalib's overall metrics:
+
+- ``image_AUROC/<category>`` for every category and ``image_AUROC/mean`` (mean over categories);
+- ``pixel_AUROC/<category>`` for categories whose test images have masks and ``pixel_AUROC/mean`` over those.
+
+Values are read after anomalib's post-processing of each batch (the same scores anomalib's own metrics see):
+a batch is read when the next one ends, whatever the order of the callbacks. A category whose test set holds a
+single label gets NaN (AUROC is undefined) and is left out of the mean.
+"""
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.nn import functional as F
+from torchmetrics.functional.classification import binary_auroc
+
+from .unified_batch import class_index_of
+
+__all__ = ["PerCategoryMetrics", "category_aurocs"]
+
+logger = logging.getLogger(__name__)
+
+
+class PerCategoryMetrics(Callback):
+    """Log image (and pixel, where masks exist) AUROC per category and their mean after ``test``.
+
+    Args:
+        class_names (Sequence[str] | None, optional): Names for class indices; default ``trainer.datamodule
+            .class_names``, else ``class_<i>``.
+        pixel (bool, optional): Also compute pixel AUROC (keeps the test maps in memory, as anomalib's own
+            pixel AUROC does). Defaults to ``True``.
+    """
+
+    def __init__(self, class_names: Sequence[str] | None = None, pixel: bool = True) -> None:
+        super().__init__()
+        self.class_names = list(class_names) if class_names is not None else None
+        self.pixel = pixel
+        self.results: dict[str, float] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending: Any = None
+        self._scores: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._labels: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._maps: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._masks: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._unlabelled = False
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start collecting for a new test."""
+        del trainer, pl_module
+        self._reset()
+        self.results = {}
+
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Read the previous batch (now post-processed by every callback) and keep this one for later."""
+        del trainer, pl_module, batch_idx, dataloader_idx
+        self._consume()
+        self._pending = outputs if getattr(outputs, "pred_score", None) is not None else batch
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Compute the per-category AUROCs and log them."""
+        self._consume()
+        if self._unlabelled and not self._scores:
+            logger.warning("PerCategoryMetrics: test batches have no class_index (not a Unified datamodule); skipped.")
+            return
+        names = self._names(trainer)
+        self.results = category_aurocs(self._scores, self._labels, self._maps, self._masks, names)
+        for key, value in self.results.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True)
+            if trainer.barebones:  # logging is off there; anomalib's Evaluator fills the results the same way
+                trainer.callback_metrics[key] = torch.tensor(value)
+                trainer.logged_metrics[key] = torch.tensor(value)
+        self._reset()
+
+    def _names(self, trainer: Trainer) -> list[str]:
+        names = self.class_names or getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        seen = max([*self._scores, -1]) + 1
+        names = list(names or [])
+        return names + [f"class_{index}" for index in range(len(names), seen)]
+
+    def _consume(self) -> None:
+        batch, self._pending = self._pending, None
+        if batch is None:
+            return
+        classes = class_index_of(batch)
+        scores, labels = getattr(batch, "pred_score", None), getattr(batch, "gt_label", None)
+        if classes is None or scores is None or labels is None:
+            self._unlabelled = True
+            return
+        classes, scores, labels = classes.cpu(), scores.detach().cpu().flatten().float(), labels.cpu().flatten()
+        maps, masks = getattr(batch, "anomaly_map", None), getattr(batch, "gt_mask", None)
+        has_pixels = self.pixel and maps is not None and masks is not None
+        if has_pixels:
+            masks = masks.cpu().bool().reshape(len(classes), *masks.shape[-2:])
+            maps = maps.detach().cpu().float().reshape(len(classes), 1, *maps.shape[-2:])
+            if maps.shape[-2:] != masks.shape[-2:]:
+                maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        for index in classes.unique().tolist():
+            selected = classes == index
+            self._scores[index].append(scores[selected])
+            self._labels[index].append(labels[selected])
+            if has_pixels:
+                self._maps[index].append(maps[selected].flatten())
+                self._masks[index].append(masks[selected].flatten())
+
+
+def _auroc(preds: list[torch.Tensor], target: list[torch.Tensor], what: str) -> float:
+    labels = torch.cat(target).int()
+    if labels.numel() == 0 or labels.min() == labels.max():
+        logger.warning("%s: the test set holds a single label, AUROC is undefined (NaN).", what)
+        return math.nan
+    return float(binary_auroc(torch.cat(preds), labels))
+
+
+def category_aurocs(
+    scores: dict[int, list[torch.Tensor]],
+    labels: dict[int, list[torch.Tensor]],
+    maps: dict[int, list[torch.Tensor]],
+    masks: dict[int, list[torch.Tensor]],
+    names: Sequence[str],
+) -> dict[str, float]:
+    """``image_AUROC/<name>`` per class, ``pixel_AUROC/<name>`` per class with masks, and both ``/mean``.
+
+    Args:
+        scores (dict[int, list[torch.Tensor]]): Image scores per class index.
+        labels (dict[int, list[torch.Tensor]]): Image labels (0 normal, 1 anomalous) per class index.
+        maps (dict[int, list[torch.Tensor]]): Flattened anomaly maps per class index (classes with masks).
+        masks (dict[int, list[torch.Tensor]]): Flattened masks, aligned with ``maps``.
+        names (Sequence[str]): Name of every class index.
+
+    Returns:
+        dict[str, float]: Metric name -> value; means ignore NaN categories (NaN when all are NaN).
+    """
+    results: dict[str, float] = {}
+    for index in sorted(scores):
+        results[f"image_AUROC/{names[index]}"] = _auroc(scores[index], labels[index], f"image AUROC {names[index]}")
+    for index in sorted(maps):
+        results[f"pixel_AUROC/{names[index]}"] = _auroc(maps[index], masks[index], f"pixel AUROC {names[index]}")
+    for level in ("image", "pixel"):
+        values = [value for key, value in results.items() if key.startswith(f"{level}_AUROC/")]
+        if values:
+            finite = [value for value in values if not math.isnan(value)]
+            results[f"{level}_AUROC/mean"] = sum(finite) / len(finite) if finite else math.nan
+    return results

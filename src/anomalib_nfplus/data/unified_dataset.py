@@ -1,0 +1,173 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""One dataset over several categories' anomalib datasets, and a batch sampler that keeps categories apart.
+
+Each item is loaded by its own category's dataset (so MVTecAD, Folder, ... keep their own reading and masks),
+then brought to a common size and to RGB, tagged with its class index and passed through the unified
+datamodule's augmentations (anomalib appends the model's resize there).
+"""
+
+from collections.abc import Iterator, Sequence
+
+import pandas as pd
+import torch
+from anomalib import TaskType
+from anomalib.data.datasets.base.image import AnomalibDataset
+from anomalib.data.utils import LabelName
+from torch.utils.data import BatchSampler, Sampler
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+from torchvision.tv_tensors import Image, Mask
+
+from .unified_batch import UnifiedImageBatch, UnifiedImageItem
+
+__all__ = ["CategoryBatchSampler", "UnifiedDataset"]
+
+
+class UnifiedDataset(AnomalibDataset):
+    """Concatenation of per-category datasets whose items carry ``class_index``.
+
+    Args:
+        sources (Sequence[AnomalibDataset | None]): One dataset per class, in class order; ``None`` where a
+            category has no data for this split.
+        class_names (Sequence[str]): Category names, in class order (used in messages and ``samples``).
+        image_size (tuple[int, int]): Every image is resized to this ``(H, W)`` (masks: nearest) before batching.
+        split (str): ``"train"``, ``"val"`` or ``"test"``. Training images are normal, so a category without
+            masks gets all-zero masks there (batches mix categories); in evaluation it gets none.
+        augmentations (Transform | None, optional): Applied after resizing. Defaults to ``None``.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[AnomalibDataset | None],
+        class_names: Sequence[str],
+        image_size: tuple[int, int],
+        split: str,
+        augmentations: object = None,
+    ) -> None:
+        super().__init__(augmentations=augmentations)  # type: ignore[arg-type]
+        self.sources = list(sources)
+        self.class_names = list(class_names)
+        self.image_size = tuple(image_size)
+        self.split = split
+        self.has_masks = [source is not None and source.task == TaskType.SEGMENTATION for source in self.sources]
+        frames = [self._frame(index, source) for index, source in enumerate(self.sources) if source is not None]
+        samples = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["image_path", "split"])
+        samples.attrs["task"] = (TaskType.SEGMENTATION if any(self.has_masks) else TaskType.CLASSIFICATION).value
+        # Kept in class order: the setter would sort by path, and evaluation batches rely on contiguous classes.
+        self._samples = samples
+        self.category = "+".join(self.class_names)
+
+    def _frame(self, class_index: int, source: AnomalibDataset) -> pd.DataFrame:
+        frame = source.samples.reset_index(drop=True)
+        columns = [column for column in ("image_path", "split", "label_index", "mask_path") if column in frame]
+        frame = frame[columns].copy()
+        frame["category"] = self.class_names[class_index]
+        frame["class_index"] = class_index
+        frame["source_row"] = range(len(frame))
+        return frame
+
+    @property
+    def collate_fn(self) -> object:
+        """Batches are :class:`UnifiedImageBatch` (an anomalib ``ImageBatch`` with ``class_index``)."""
+        return UnifiedImageBatch.collate
+
+    def __getitem__(self, index: int) -> UnifiedImageItem:
+        """Load the item from its category's dataset, resize it, make it RGB and tag it with its class."""
+        row = self.samples.iloc[index]
+        class_index = int(row.class_index)
+        item = self.sources[class_index][int(row.source_row)]  # type: ignore[index]
+        image = self._rgb(item.image, class_index)
+        mask = item.gt_mask
+        if mask is None and self.split == "train" and item.gt_label is not None and not bool(item.gt_label):
+            mask = Mask(torch.zeros(image.shape[-2:], dtype=torch.uint8))
+        if not self.has_masks[class_index] and self.split != "train":
+            mask = None
+        image, mask = self._resize(image, mask)
+        if self.augmentations is not None:
+            if mask is None:
+                image = self.augmentations(image)
+            else:
+                image, mask = self.augmentations(image, mask)
+        return UnifiedImageItem(
+            image=image,
+            gt_mask=mask,
+            gt_label=item.gt_label,
+            image_path=item.image_path,
+            mask_path=item.mask_path if mask is not None else None,
+            class_index=torch.tensor(class_index, dtype=torch.int64),
+        )
+
+    def _rgb(self, image: torch.Tensor, class_index: int) -> Image:
+        if image.ndim != 3:
+            msg = (
+                f"Category {self.class_names[class_index]!r} gives images of shape {tuple(image.shape)}; Unified "
+                "combines image datamodules only (one (C, H, W) image per item, no video or depth)."
+            )
+            raise ValueError(msg)
+        channels = image.shape[0]
+        if channels == 1:
+            image = image.expand(3, -1, -1)
+        elif channels != 3:
+            msg = (
+                f"Category {self.class_names[class_index]!r} gives {channels}-channel images; Unified accepts "
+                "grayscale (made RGB) or RGB. Convert the images (e.g. drop the alpha channel) first."
+            )
+            raise ValueError(msg)
+        return Image(image)
+
+    def _resize(self, image: Image, mask: torch.Tensor | None) -> tuple[Image, Mask | None]:
+        size = list(self.image_size)
+        if list(image.shape[-2:]) != size:
+            image = F.resize(image, size, interpolation=InterpolationMode.BILINEAR, antialias=True)
+        if mask is not None:
+            mask = Mask(mask)
+            if list(mask.shape[-2:]) != size:
+                squeeze = mask.ndim == 2
+                mask = F.resize(mask[None] if squeeze else mask, size, interpolation=InterpolationMode.NEAREST)
+                mask = Mask(mask[0]) if squeeze else mask
+        return image, mask
+
+    @property
+    def class_indices(self) -> list[int]:
+        """Class index of every sample, in dataset order."""
+        return [int(value) for value in self.samples["class_index"]] if len(self.samples) else []
+
+    @property
+    def has_normal(self) -> bool:
+        """Whether any sample is normal."""
+        return bool(len(self.samples)) and LabelName.NORMAL in list(self.samples.label_index)
+
+
+class CategoryBatchSampler(BatchSampler):
+    """Batches of consecutive samples that never mix categories (evaluation of a :class:`UnifiedDataset`).
+
+    Categories without masks give ``gt_mask=None``; anomalib's pixel metrics skip such batches, so the overall
+    pixel scores are computed over the categories that have masks, and mixed batches could not be collated.
+    Lightning may re-create the sampler with ``(sampler, batch_size, drop_last)`` (prediction); the categories are
+    read from ``sampler.data_source``.
+    """
+
+    def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False) -> None:
+        super().__init__(sampler, batch_size, drop_last)
+        source = getattr(sampler, "data_source", None)
+        self.groups = list(getattr(source, "class_indices", None) or [0] * len(source or []))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """Yield batches of at most ``batch_size`` indices from one category each."""
+        batch: list[int] = []
+        current = None
+        for index in self.sampler:
+            group = self.groups[index] if index < len(self.groups) else 0
+            if batch and (group != current or len(batch) == self.batch_size):
+                if not (self.drop_last and len(batch) < self.batch_size):  # drop_last: every short batch
+                    yield batch
+                batch = []
+            current = group
+            batch.append(index)
+        if batch and not (self.drop_last and len(batch) < self.batch_size):
+            yield batch
+
+    def __len__(self) -> int:
+        """Number of batches (counted by walking the sampler once)."""
+        return sum(1 for _ in self)

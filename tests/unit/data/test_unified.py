@@ -1,0 +1,286 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Unified multi-class datamodule: batches with class_index, common size/RGB, category-pure eval, bad input."""
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from anomalib.data import Folder, ImageBatch, ImageItem, MVTecAD
+from torch.utils.data import SequentialSampler
+
+from anomalib_nfplus.data.category_metrics import PerCategoryMetrics, category_aurocs
+from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS, make_mvtec_like
+from anomalib_nfplus.data.unified import (
+    Unified,
+    UnifiedImageBatch,
+    UnifiedImageItem,
+    class_index_of,
+    class_names_of,
+    require_class_index,
+)
+from anomalib_nfplus.data.unified_dataset import CategoryBatchSampler
+
+
+@pytest.fixture(scope="module")
+def mixed_root(tmp_path_factory) -> Path:
+    """stripes: RGB 40x56 with masks; dots: grayscale 48x32 (loaded without masks through Folder)."""
+    root = tmp_path_factory.mktemp("unified")
+    make_mvtec_like(root, ["stripes"], n_train=5, n_test_good=3, n_test_bad=1, image_size=(40, 56))
+    make_mvtec_like(root, ["dots"], n_train=4, n_test_good=2, n_test_bad=1, image_size=(48, 32), channels=1)
+    return root
+
+
+def _dots_folder(root: Path, **kwargs) -> Folder:
+    abnormal = [f"test/{defect}" for defect in CATEGORY_DEFECTS["dots"]]
+    return Folder(
+        name="dots", root=root / "dots", normal_dir="train/good", normal_test_dir="test/good",
+        abnormal_dir=abnormal, val_split_mode="same_as_test", **kwargs,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def unified(mixed_root) -> Unified:
+    datamodule = Unified(
+        datamodules=[MVTecAD(root=mixed_root, category="stripes"), _dots_folder(mixed_root)],
+        image_size=(32, 48),
+        train_batch_size=4,
+        eval_batch_size=2,
+        num_workers=0,
+    )
+    datamodule.setup()
+    return datamodule
+
+
+def _item(index: int, mask: bool = True, label: int = 0) -> UnifiedImageItem:
+    return UnifiedImageItem(
+        image=torch.rand(3, 8, 8),
+        gt_label=torch.tensor(label),
+        gt_mask=torch.zeros(8, 8, dtype=torch.bool) if mask else None,
+        image_path=f"img{index}.png",
+        class_index=index,
+    )
+
+
+# --- batches -------------------------------------------------------------------------------------------------
+
+
+def test_batch_is_an_anomalib_batch_with_class_index():
+    batch = UnifiedImageBatch.collate([_item(1), _item(0, label=1)])
+    assert isinstance(batch, ImageBatch)
+    assert batch.class_index.dtype == torch.int64
+    assert batch.class_index.tolist() == [1, 0]
+    assert class_index_of(batch) is batch.class_index
+    items = batch.items
+    assert isinstance(items[0], UnifiedImageItem)
+    assert isinstance(items[0], ImageItem)
+    assert int(items[0].class_index) == 1
+    batch.update(pred_score=torch.rand(2))  # anomalib's in-place update keeps the extra field
+    assert batch.class_index.tolist() == [1, 0]
+    assert batch.to_numpy().class_index.tolist() == [1, 0]
+
+
+def test_ordinary_batches_have_no_class_index():
+    batch = ImageBatch(image=torch.rand(2, 3, 8, 8))
+    assert class_index_of(batch) is None
+    with pytest.raises(ValueError, match="no class_index"):
+        require_class_index(batch, 2)
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [(0.5, TypeError, "integer"), (-1, ValueError, ">= 0"), ([1], ValueError, "dimension")],
+)
+def test_item_class_index_is_validated(value, error, match):
+    with pytest.raises(error, match=match):
+        UnifiedImageItem(image=torch.rand(3, 8, 8), class_index=value)
+
+
+def test_require_class_index_rejects_out_of_range():
+    batch = UnifiedImageBatch.collate([_item(0), _item(2)])
+    assert require_class_index(batch, 3).tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"outside \[0, 2\)"):
+        require_class_index(batch, 2)
+
+
+def test_collate_names_a_field_missing_in_some_items():
+    with pytest.raises(ValueError, match="gt_mask"):
+        UnifiedImageBatch.collate([_item(0), _item(1, mask=False)])
+
+
+def test_class_names_of_falls_back_to_one_class(mixed_root):
+    assert class_names_of(MVTecAD(root=mixed_root, category="stripes")) == ["stripes"]
+    assert class_names_of(_dots_folder(mixed_root)) == ["dots"]
+    assert class_names_of(SimpleNamespace(class_names=["a", "b"])) == ["a", "b"]
+
+
+# --- the datamodule ------------------------------------------------------------------------------------------
+
+
+def test_class_names_follow_the_given_order(unified, mixed_root):
+    assert unified.class_names == ["stripes", "dots"]
+    assert unified.num_classes == 2
+    assert unified.category == "stripes+dots"
+    short = Unified(root=mixed_root, categories=["dots", "stripes"])
+    assert short.class_names == ["dots", "stripes"]
+    assert [type(dm) for dm in short.datamodules] == [MVTecAD, MVTecAD]
+    assert Unified(root=mixed_root, categories=["dots"], names=["x"]).class_names == ["x"]
+
+
+def test_training_batches_mix_categories_at_one_size(unified):
+    assert len(unified.train_data) == 5 + 4
+    classes = []
+    for batch in unified.train_dataloader():
+        assert isinstance(batch, UnifiedImageBatch)
+        assert batch.image.shape[1:] == (3, 32, 48)  # grayscale made RGB, every source resized
+        assert batch.gt_mask.shape[1:] == (32, 48)  # training images are normal: zero masks for both
+        assert not batch.gt_mask.any()
+        classes += batch.class_index.tolist()
+    assert sorted(classes) == [0] * 5 + [1] * 4
+
+
+def test_evaluation_batches_hold_one_category(unified):
+    seen = {0: 0, 1: 0}
+    for batch in unified.test_dataloader():
+        classes = set(batch.class_index.tolist())
+        assert len(classes) == 1
+        (index,) = classes
+        seen[index] += len(batch)
+        assert batch.image.shape[1:] == (3, 32, 48)
+        if index == 0:  # MVTecAD: masks, resized with nearest (still binary)
+            assert batch.gt_mask.shape[1:] == (32, 48)
+            assert set(batch.gt_mask.unique().tolist()) <= {0, 1}
+        else:  # Folder without masks: none, so anomalib's pixel metrics skip these batches
+            assert batch.gt_mask is None
+    assert seen == {0: 3 + 3, 1: 2 + 3}
+    assert len(unified.val_dataloader()) == len(unified.test_dataloader())
+
+
+def test_batch_sampler_splits_at_category_changes():
+    sampler = CategoryBatchSampler(SequentialSampler(range(6)), batch_size=2)
+    sampler.groups = [0, 0, 0, 1, 1, 2]
+    assert list(sampler) == [[0, 1], [2], [3, 4], [5]]
+    assert len(sampler) == 4
+    sampler.drop_last = True
+    assert list(sampler) == [[0, 1], [3, 4]]
+
+
+def test_batch_sampler_reads_categories_from_the_dataset(unified):
+    sampler = CategoryBatchSampler(SequentialSampler(unified.test_data), batch_size=4, drop_last=False)
+    assert [len(b) for b in sampler] == [4, 2, 4, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({}, "needs the categories"),
+        ({"root": "x"}, "needs the categories"),
+        ({"root": "x", "categories": "stripes"}, "needs the categories"),
+        ({"datamodules": []}, "empty"),
+        ({"datamodules": ["stripes"]}, "anomalib image datamodule"),
+        ({"root": "x", "categories": ["a"], "image_size": (0, 4)}, "image_size"),
+        ({"root": "x", "categories": ["a", "a"]}, "unique"),
+        ({"root": "x", "categories": ["mean"]}, "not 'mean'"),
+        ({"root": "x", "categories": ["a"], "names": ["b", "c"]}, "one name per datamodule"),
+    ],
+)
+def test_bad_arguments_fail_clearly(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Unified(**kwargs)
+
+
+def test_both_forms_at_once_are_rejected(mixed_root):
+    with pytest.raises(ValueError, match="not both"):
+        Unified(datamodules=[MVTecAD(root=mixed_root, category="dots")], root=mixed_root, categories=["dots"])
+
+
+def test_category_without_training_images_is_named(mixed_root, tmp_path):
+    make_mvtec_like(tmp_path, ["gradient"], n_train=1, n_test_good=1, n_test_bad=1, image_size=32)
+    for image in (tmp_path / "gradient" / "train" / "good").iterdir():
+        image.unlink()
+    datamodule = Unified(
+        datamodules=[MVTecAD(root=mixed_root, category="stripes"), MVTecAD(root=tmp_path, category="gradient")]
+    )
+    with pytest.raises(ValueError, match=r"'gradient'.*no training images"):
+        datamodule.setup()
+
+
+def test_missing_category_folder_is_named(mixed_root):
+    with pytest.raises(ValueError, match="'nope'"):
+        Unified(root=mixed_root, categories=["stripes", "nope"], num_workers=0).setup()
+
+
+def test_unsupported_channel_counts_fail_clearly(unified):
+    with pytest.raises(ValueError, match="4-channel"):
+        unified.train_data._rgb(torch.rand(4, 8, 8), 0)
+    assert unified.train_data._rgb(torch.rand(1, 8, 8), 1).shape == (3, 8, 8)
+
+
+def test_trainer_gets_the_metrics_callback_once(unified):
+    trainer = SimpleNamespace(callbacks=[], model=None)
+    unified.trainer = trainer
+    try:
+        unified.setup()
+        unified.setup()
+    finally:
+        unified.trainer = None
+    assert [type(c) for c in trainer.callbacks] == [PerCategoryMetrics]
+
+
+# --- per-category metrics ------------------------------------------------------------------------------------
+
+
+def test_category_aurocs_per_class_and_mean():
+    scores = {0: [torch.tensor([0.1, 0.9, 0.2, 0.8])], 1: [torch.tensor([0.5, 0.4])]}
+    labels = {0: [torch.tensor([0, 1, 0, 1])], 1: [torch.tensor([0, 1])]}
+    maps = {0: [torch.tensor([0.1, 0.2, 0.9])]}
+    masks = {0: [torch.tensor([False, True, True])]}
+    results = category_aurocs(scores, labels, maps, masks, ["a", "b"])
+    assert results["image_AUROC/a"] == pytest.approx(1.0)
+    assert results["image_AUROC/b"] == pytest.approx(0.0)
+    assert results["image_AUROC/mean"] == pytest.approx(0.5)
+    assert results["pixel_AUROC/a"] == pytest.approx(1.0)
+    assert results["pixel_AUROC/mean"] == pytest.approx(1.0)
+    assert "pixel_AUROC/b" not in results
+
+
+def test_single_label_category_is_nan_and_left_out_of_the_mean():
+    scores = {0: [torch.tensor([0.1, 0.9])], 1: [torch.tensor([0.5, 0.4])]}
+    labels = {0: [torch.tensor([0, 1])], 1: [torch.tensor([1, 1])]}
+    results = category_aurocs(scores, labels, {}, {}, ["a", "b"])
+    assert math.isnan(results["image_AUROC/b"])
+    assert results["image_AUROC/mean"] == pytest.approx(1.0)
+
+
+def test_callback_reads_batches_after_later_post_processing():
+    logged = {}
+    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]), barebones=False)
+    callback = PerCategoryMetrics()
+    callback.on_test_epoch_start(trainer, module)
+    batches = []
+    for classes, labels in (([0, 0], [0, 1]), ([1, 1], [1, 0])):
+        batch = UnifiedImageBatch(
+            image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor(labels), class_index=torch.tensor(classes)
+        )
+        batch.update(pred_score=torch.tensor([0.0, 0.0]))
+        callback.on_test_batch_end(trainer, module, batch, batch, len(batches))
+        batch.update(pred_score=torch.tensor(labels, dtype=torch.float32))  # a later callback post-processes
+        batches.append(batch)
+    callback.on_test_epoch_end(trainer, module)
+    assert logged == {"image_AUROC/a": 1.0, "image_AUROC/b": 1.0, "image_AUROC/mean": 1.0}
+    assert callback.results == logged
+
+
+def test_callback_skips_ordinary_batches():
+    logged = {}
+    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
+    trainer = SimpleNamespace(datamodule=None, barebones=False)
+    callback = PerCategoryMetrics()
+    callback.on_test_epoch_start(trainer, module)
+    batch = ImageBatch(image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor([0, 1]), pred_score=torch.rand(2))
+    callback.on_test_batch_end(trainer, module, batch, batch, 0)
+    callback.on_test_epoch_end(trainer, module)
+    assert logged == {}
