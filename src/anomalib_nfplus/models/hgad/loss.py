@@ -1,0 +1,149 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""HGAD's training objective, one method per term (methods.md 3.5).
+
+For one feature level with latents ``z`` (N, D), log-determinants ``log_det`` (N,) and class labels ``y`` (N,),
+with ``d_y = -||z - mu_y||^2 / 2`` the unnormalised inter-class log-densities:
+
+- ``L_g``  inter-class mixture NLL per dimension, ``[-logsumexp_y(d_y + log pi_y) - log_det] / D``;
+- ``L_e``  entropy of ``softmax_y(d_y)`` (class weights NOT included, as in the paper and the official code);
+- ``L_mi`` mutual-information surrogate ``sum_y y~_y [log softmax_y(d_y + log pi~_y) - log pi~_y]`` with detached
+  weights ``pi~`` and label-smoothed one-hot ``y~``; it is *maximised*, hence subtracted;
+- ``L_g_intra`` intra-class mixture NLL per dimension of the true class, main centres detached;
+- ``L_z``  ``-logsigmoid`` of the per-dimension log-likelihood under that intra-class mixture (Gaussian constant
+  included), the CFLOW-style term of the official code.
+
+``total = lambda_inter * L_g - lambda_mi * L_mi + L_e`` and, in the intra-class stage, ``+ L_g_intra + L_z``.
+Every term is the mean over all positions of the level; the levels are summed (one optimizer step per batch).
+"""
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from anomalib_nfplus.flows import HierarchicalGaussianMixture, gaussian_log_normalizer
+
+__all__ = ["HGADLoss"]
+
+
+class HGADLoss(nn.Module):
+    """HGAD's loss over all feature levels.
+
+    Args:
+        lambda_inter (float, optional): Weight of ``L_g``. Defaults to ``1.0`` (official ``lambda1``).
+        lambda_mi (float, optional): Weight of ``-L_mi``. Defaults to ``100.0`` (official ``lambda2``).
+        label_smoothing (float, optional): One-hot smoothing of the MI labels. Defaults to ``0.02``.
+    """
+
+    def __init__(self, lambda_inter: float = 1.0, lambda_mi: float = 100.0, label_smoothing: float = 0.02) -> None:
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            msg = f"label_smoothing must lie in [0, 1), got {label_smoothing}."
+            raise ValueError(msg)
+        self.lambda_inter, self.lambda_mi, self.label_smoothing = lambda_inter, lambda_mi, label_smoothing
+
+    # --- the terms, each per position (N,) -------------------------------------------------------------------
+
+    @staticmethod
+    def inter_nll(
+        inter_log_density: torch.Tensor,
+        log_weights: torch.Tensor,
+        log_det: torch.Tensor,
+        dim: int,
+    ) -> torch.Tensor:
+        """``L_g`` per position from ``d_y`` (N, Y), ``log pi`` (Y,), ``log_det`` (N,) and the latent dimension."""
+        return (-torch.logsumexp(inter_log_density + log_weights, dim=1) - log_det) / dim
+
+    @staticmethod
+    def entropy(inter_log_density: torch.Tensor) -> torch.Tensor:
+        """``L_e`` per position: entropy of ``softmax_y(d_y)``."""
+        log_p = torch.log_softmax(inter_log_density, dim=1)
+        return -(log_p.exp() * log_p).sum(dim=1)
+
+    @staticmethod
+    def mutual_information(
+        inter_log_density: torch.Tensor,
+        log_weights: torch.Tensor,
+        soft_labels: torch.Tensor,
+    ) -> torch.Tensor:
+        """``L_mi`` per position: ``sum_y y~_y [log p(y|z) - log pi_y]`` with the weights detached."""
+        log_weights = log_weights.detach()
+        log_posterior = torch.log_softmax(inter_log_density + log_weights, dim=1)
+        return ((log_posterior - log_weights) * soft_labels).sum(dim=1)
+
+    @staticmethod
+    def intra_nll(class_log_density: torch.Tensor, log_det: torch.Tensor, dim: int) -> torch.Tensor:
+        """``L_g_intra`` per position from ``logsumexp_k(-||z - mu_yk||^2 / 2 + log pi_yk)`` (no constant)."""
+        return (-class_log_density - log_det) / dim
+
+    @staticmethod
+    def intra_likelihood(class_log_density: torch.Tensor, log_det: torch.Tensor, dim: int) -> torch.Tensor:
+        """``L_z`` per position: ``-logsigmoid(log p(x) / D)`` under the true class's intra-class mixture."""
+        return -F.logsigmoid((gaussian_log_normalizer(dim) + class_log_density + log_det) / dim)
+
+    def soft_labels(self, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+        """One-hot labels smoothed as in the official code: ``onehot * (1 - s) + s / Y``."""
+        onehot = F.one_hot(y, n_classes).to(torch.get_default_dtype())
+        return onehot * (1.0 - self.label_smoothing) + self.label_smoothing / n_classes
+
+    # --- composition -------------------------------------------------------------------------------------------
+
+    def level_terms(
+        self,
+        prior: HierarchicalGaussianMixture,
+        z: torch.Tensor,
+        log_det: torch.Tensor,
+        y: torch.Tensor,
+        intra: bool,
+    ) -> dict[str, torch.Tensor]:
+        """Mean of every active term over the ``N`` positions of one level (``z`` (N, D), ``y`` (N,))."""
+        inter = prior.inter_component_log_prob(z)  # (N, Y), prior built without the Gaussian constant
+        log_weights = torch.log_softmax(prior.inter_logits, dim=0)
+        terms = {
+            "L_g": self.inter_nll(inter, log_weights, log_det, prior.dim),
+            "L_e": self.entropy(inter),
+            "L_mi": self.mutual_information(inter, log_weights, self.soft_labels(y, prior.n_classes).to(z.dtype)),
+        }
+        if intra:
+            class_log_density = prior.class_log_prob(z, y, detach_main=True)
+            terms["L_g_intra"] = self.intra_nll(class_log_density, log_det, prior.dim)
+            terms["L_z"] = self.intra_likelihood(class_log_density, log_det, prior.dim)
+        return {name: value.mean() for name, value in terms.items()}
+
+    def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted total of one level's terms (``L_mi`` is maximised, hence subtracted)."""
+        total = self.lambda_inter * terms["L_g"] - self.lambda_mi * terms["L_mi"] + terms["L_e"]
+        if "L_g_intra" in terms:
+            total = total + terms["L_g_intra"] + terms["L_z"]
+        return total
+
+    def forward(
+        self,
+        priors: Sequence[HierarchicalGaussianMixture],
+        levels: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        labels: torch.Tensor,
+        intra: bool,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum over levels of the weighted terms, and each term summed over levels (for logging).
+
+        Args:
+            priors (Sequence[HierarchicalGaussianMixture]): One prior per level.
+            levels (Sequence[tuple[torch.Tensor, torch.Tensor]]): ``(z (B, H, W, D), log_det (B, H, W))`` per level.
+            labels (torch.Tensor): Class index per image ``(B,)``.
+            intra (bool): Add the intra-class terms (second stage of the schedule).
+
+        Returns:
+            tuple[torch.Tensor, dict[str, torch.Tensor]]: The loss and the per-term sums over levels.
+        """
+        total = labels.new_zeros((), dtype=levels[0][0].dtype)
+        logged: dict[str, torch.Tensor] = {}
+        for prior, (z, log_det) in zip(priors, levels, strict=True):
+            positions = z.shape[1] * z.shape[2]
+            y = labels.repeat_interleave(positions)
+            terms = self.level_terms(prior, z.reshape(-1, z.shape[-1]), log_det.reshape(-1), y, intra)
+            total = total + self.combine(terms)
+            for name, value in terms.items():
+                logged[name] = logged.get(name, 0.0) + value.detach()
+        return total, logged

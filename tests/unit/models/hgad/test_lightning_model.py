@@ -1,0 +1,69 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""HGAD Lightning module: class labels, per-class statistics, schedule defaults (no Trainer needed)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from anomalib_nfplus.models.hgad import HGAD
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def model() -> HGAD:
+    torch.manual_seed(0)
+    return HGAD(
+        backbone="tf_efficientnet_lite0",
+        layers=["blocks.4"],
+        pre_trained=False,
+        image_size=SIZE,
+        n_classes=2,
+        n_blocks=2,
+        cond_dim=16,
+        n_intra=2,
+        evaluator=False,
+        visualizer=False,
+    )
+
+
+def _batch(labels: list[int] | None) -> SimpleNamespace:
+    n = 2 if labels is None else len(labels)
+    index = None if labels is None else torch.tensor(labels)
+    return SimpleNamespace(image=torch.rand(n, 3, SIZE, SIZE), class_index=index)
+
+
+def test_defaults_follow_the_paper(model: HGAD) -> None:
+    assert model.model.extractor.scales == (1.0, 0.5, 0.25)  # one layer: image pyramid
+    assert model.model.anomaly_map.blur.sigma == pytest.approx(1.0)  # 4 px at 256 px -> 1 px at 64 px
+    assert model.loss.lambda_mi == 100.0
+    assert model.loss.label_smoothing == 0.02
+    several = HGAD(backbone="tf_efficientnet_lite0", layers=["blocks.2", "blocks.4"], pre_trained=False, n_blocks=1)
+    assert several.model.extractor.scales == (1.0,)  # several layers: layers are the levels
+
+
+def test_class_labels_checked(model: HGAD) -> None:
+    assert model.class_labels(_batch([1, 0]), required=True).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="needs each image's class index"):
+        model.class_labels(_batch(None), required=True)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        model.class_labels(_batch([0, 5]), required=True)
+
+
+def test_statistics_are_per_class_and_a_class_without_images_is_named(model: HGAD) -> None:
+    model.collect_training_statistics([_batch([0, 1]), _batch([1, 1])])
+    stats = model.model.statistics
+    assert bool(stats.fitted)
+    first = model.model.map_index(0, 2)
+    assert stats.maximum[first] != stats.maximum[first + 1]  # class 0 and class 1 likelihood maps differ
+    with pytest.raises(ValueError, match=r"no training images for class\(es\) \['1'\]"):
+        model.collect_training_statistics([_batch([0, 0])])
+
+
+def test_bad_arguments(model: HGAD) -> None:
+    with pytest.raises(ValueError, match="top_k"):
+        HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, top_k=2.0)
+    with pytest.raises(ValueError, match="scoring"):
+        HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, n_blocks=1, scoring="best")

@@ -1,0 +1,141 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""HGADModel: prior set-up, scoring modes, per-image scores, input errors, traceability."""
+
+import itertools
+
+import pytest
+import torch
+
+from anomalib_nfplus.models.hgad import HGADModel
+
+SIZE = 64
+
+
+def _model(n_classes: int | None = 2, **kwargs) -> HGADModel:
+    torch.manual_seed(0)
+    args = {"pyramid_scales": (1.0, 0.5), "n_intra": 3, "n_blocks": 2, "cond_dim": 16, "blur_sigma": 1.0}
+    args.update(kwargs)
+    return HGADModel("tf_efficientnet_lite0", ["blocks.4"], pre_trained=False, n_classes=n_classes, **args)
+
+
+def _fitted(model: HGADModel, images: torch.Tensor, labels: torch.Tensor) -> HGADModel:
+    model.eval()
+    model.statistics.reset()
+    model.update_statistics(images, labels)
+    model.statistics.finalize()
+    return model
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def two_class(images: torch.Tensor) -> HGADModel:
+    return _fitted(_model(2), images, torch.tensor([0, 1, 0, 1]))
+
+
+def test_class_centres_start_equidistant_per_level() -> None:
+    model = _model(3)
+    for prior in model.priors:
+        means = prior.inter_means.detach()
+        for a, b in itertools.combinations(range(3), 2):
+            assert torch.linalg.vector_norm(means[a] - means[b]).item() == pytest.approx(5.0, rel=1e-6)
+        assert prior.intra_offsets.shape == (3, 2, 112)
+    # levels have their own offsets (distinct seeds)
+    assert not torch.equal(model.priors[0].intra_offsets, model.priors[1].intra_offsets)
+
+
+def test_prior_is_built_lazily_with_statistics_for_every_map() -> None:
+    model = _model(None)
+    assert model.priors is None
+    assert model.statistics is None
+    assert model.n_classes is None
+    model.build_prior(2)
+    assert model.n_classes == 2
+    assert model.statistics.n_maps == 2 * (2 + 2)  # levels x (entropy, label-free, one per class)
+
+
+def test_train_mode_returns_latents_and_eval_returns_scores(two_class: HGADModel, images: torch.Tensor) -> None:
+    two_class.train()
+    levels = two_class(images)
+    two_class.eval()
+    assert [tuple(z.shape) for z, _ in levels] == [(4, 4, 4, 112), (4, 2, 2, 112)]
+    out = two_class(images)
+    assert out.pred_score.shape == (4,)
+    assert out.anomaly_map.shape == (4, 1, SIZE, SIZE)
+    assert torch.isfinite(out.anomaly_map).all()
+    assert (out.anomaly_map >= 0).all()
+
+
+def test_scores_are_per_image(two_class: HGADModel, images: torch.Tensor) -> None:
+    labels = torch.tensor([0, 1, 0, 1])
+    for scoring in ("label_free", "class_conditional"):
+        two_class.scoring = scoring
+        with torch.no_grad():
+            batch = two_class(images, labels)
+            alone = two_class(images[2:3], labels[2:3])
+        torch.testing.assert_close(alone.pred_score, batch.pred_score[2:3], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(alone.anomaly_map, batch.anomaly_map[2:3], rtol=1e-5, atol=1e-6)
+    two_class.scoring = "label_free"
+
+
+def test_one_class_label_free_equals_class_conditional(images: torch.Tensor) -> None:
+    model = _fitted(_model(1), images, torch.zeros(4, dtype=torch.long))
+    with torch.no_grad():
+        free = model(images)
+        model.scoring = "class_conditional"
+        conditional = model(images, torch.zeros(4, dtype=torch.long))
+    torch.testing.assert_close(free.pred_score, conditional.pred_score, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(free.anomaly_map, conditional.anomaly_map, rtol=1e-5, atol=1e-6)
+
+
+def test_label_free_likelihood_bounds_class_conditional(two_class: HGADModel) -> None:
+    # log sum_y pi_y p_y(z) >= log pi_c + log p_c(z) for every class c, with equality only if one class dominates
+    prior = two_class.priors[0]
+    z, log_det = torch.randn(50, 112) * 2, torch.zeros(50)
+    free, _ = two_class.level_maps(prior, z, log_det, None, 1)
+    log_pi = torch.log_softmax(prior.inter_logits, 0).detach()
+    for c in range(2):
+        conditional, _ = two_class.level_maps(prior, z, log_det, torch.full((50,), c), 1)
+        assert torch.all(free * 112 >= conditional * 112 + log_pi[c] - 1e-3)
+
+
+def test_class_conditional_prefers_the_true_class(two_class: HGADModel) -> None:
+    prior = two_class.priors[0]
+    z = prior.inter_means[0].detach() + 0.3 * torch.randn(20, 112, generator=torch.Generator().manual_seed(1))
+    log_det = torch.zeros(20)
+    right, _ = two_class.level_maps(prior, z, log_det, torch.zeros(20, dtype=torch.long), 1)
+    wrong, _ = two_class.level_maps(prior, z, log_det, torch.ones(20, dtype=torch.long), 1)
+    free, neg_entropy = two_class.level_maps(prior, z, log_det, None, 1)
+    assert torch.all(right > wrong)
+    assert torch.all(free >= right + torch.log_softmax(prior.inter_logits, 0)[0].detach() / 112 - 1e-4)
+    assert torch.all(neg_entropy > -0.1)  # near a class centre the class posterior is confident
+
+
+def test_class_conditional_needs_valid_labels(two_class: HGADModel, images: torch.Tensor) -> None:
+    two_class.scoring = "class_conditional"
+    try:
+        with pytest.raises(ValueError, match="needs the class index"):
+            two_class(images)
+        with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+            two_class(images, torch.tensor([0, 1, 2, 0]))
+        with pytest.raises(ValueError, match="2 class labels for 4 latents"):
+            two_class(images, torch.tensor([0, 1]))
+    finally:
+        two_class.scoring = "label_free"
+
+
+def test_bad_configuration_errors() -> None:
+    with pytest.raises(ValueError, match="scoring must be one of"):
+        _model(2, scoring="oracle")
+    with pytest.raises(ValueError, match="n_classes <= channels"):
+        _model(200)
+    model = _model(None)
+    model.eval()
+    with pytest.raises(RuntimeError, match="prior is not built"):
+        model(torch.rand(1, 3, SIZE, SIZE))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        model(torch.rand(3, SIZE, SIZE))
