@@ -1,0 +1,87 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""CflowDecoders: same maths as the concatenating flows, fiber chunking, deterministic soft permutations."""
+
+import pytest
+import torch
+
+from anomalib_nfplus.flows import log_likelihood
+from anomalib_nfplus.models.cflow_ad.decoder import CflowDecoders, coupling_forward
+
+
+def _decoders(**kwargs) -> CflowDecoders:
+    torch.manual_seed(0)
+    args = {"channels": [6, 10], "coupling_blocks": 2, "condition_dim": 8} | kwargs
+    return CflowDecoders(**args).double()
+
+
+def _features(batch: int = 3) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return [torch.randn(batch, 6, 4, 5, generator=generator).double(), torch.randn(batch, 10, 2, 3).double()]
+
+
+def test_factored_coupling_equals_the_concatenating_block():
+    decoders = _decoders()
+    block = decoders.flows[0].blocks[0]
+    x, cond = torch.randn(7, 6).double(), torch.randn(7, 8).double()
+    first = block.subnet[0]
+    cond_bias = torch.nn.functional.linear(cond, first.weight[:, block.split[0] :], first.bias)
+    y, log_det = coupling_forward(block, x, cond_bias)
+    y_ref, log_det_ref = block(x, cond)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(log_det, log_det_ref)
+
+
+def test_log_prob_map_equals_positional_flows_level():
+    decoders = _decoders()
+    for index, features in enumerate(_features()):
+        z, log_det = decoders.level(index, features)  # PositionalFlows' concatenating path
+        channels = features.shape[1]
+        expected = log_likelihood(z.reshape(-1, channels), log_det.reshape(-1), per_dim=True).view(log_det.shape)
+        torch.testing.assert_close(decoders.log_prob_map(index, features), expected)
+
+
+def test_chunks_score_fibers_like_the_map():
+    """A chunk's log-likelihoods are the map's values at the shuffled fibers: sums agree over all chunks."""
+    decoders = _decoders()
+    features = _features()
+    maps = decoders.log_prob_maps(features)
+    chunks = list(decoders.fiber_chunks(features, fiber_batch_size=5, per_level=False))
+    assert len(chunks) == round((60 + 18) / 5)
+    for level in range(2):
+        values = torch.cat([chunk[level] for chunk in chunks])
+        torch.testing.assert_close(values.sort().values, maps[level].flatten().sort().values)
+
+
+def test_per_level_chunks_follow_the_official_scheme():
+    """Level 0 has 60 fibers -> 6 chunks of 10; level 1 has 18 -> 1 chunk of 10 (remainder dropped)."""
+    chunks = list(_decoders().fiber_chunks(_features(), fiber_batch_size=10, per_level=True))
+    assert [len(chunk) for chunk in chunks] == [1] * 7
+    assert [len(chunk[0]) for chunk in chunks] == [10] * 7
+
+
+def test_too_few_fibers_give_one_smaller_chunk():
+    """Documented fallback: a batch with fewer fibers than fiber_batch_size is one chunk, not zero steps."""
+    features = [f[:1] for f in _features()]  # 20 and 6 fibers
+    chunks = list(_decoders().fiber_chunks(features, fiber_batch_size=256, per_level=True))
+    assert [len(chunk[0]) for chunk in chunks] == [20, 6]
+    joint = list(_decoders().fiber_chunks(features, fiber_batch_size=256, per_level=False))
+    assert len(joint) == 1
+    assert [len(values) for values in joint[0]] == [20, 6]
+
+
+def test_soft_permutations_are_seeded_and_orthogonal():
+    first, again, other = _decoders(seed=3), _decoders(seed=3), _decoders(seed=4)
+    w = first.flows[1].blocks[1].w_perm
+    torch.testing.assert_close(w, again.flows[1].blocks[1].w_perm, rtol=0, atol=0)
+    assert not torch.allclose(w, other.flows[1].blocks[1].w_perm)
+    torch.testing.assert_close(w @ w.T, torch.eye(10, dtype=w.dtype))
+    assert "flows.0.blocks.0.w_perm" in first.state_dict()  # buffers: checkpoints carry them
+
+
+def test_wrong_inputs_are_reported():
+    decoders = _decoders()
+    with pytest.raises(ValueError, match="expects 6 channels, got 10"):
+        decoders.log_prob_map(0, torch.randn(1, 10, 2, 2).double())
+    with pytest.raises(ValueError, match="Expected 2 feature levels, got 1"):
+        decoders.log_prob_maps(_features()[:1])
