@@ -6,4 +6,7 @@ Standard library only, so the package ``__init__`` (lazy attributes), the models
 (CLI parametrisation) all read it without importing torch. Each model issue adds one line here.
 """
 
-MODELS: dict[str, str] = {}
+MODELS: dict[str, str] = {
+    "HGAD": "anomalib_nfplus.models.hgad",
+    "CflowAD": "anomalib_nfplus.models.cflow_ad",
+}
