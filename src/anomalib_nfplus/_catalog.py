@@ -7,6 +7,7 @@ Standard library only, so the package ``__init__`` (lazy attributes), the models
 """
 
 MODELS: dict[str, str] = {
+    "DifferNet": "anomalib_nfplus.models.differnet",
     "HGAD": "anomalib_nfplus.models.hgad",
     "CflowAD": "anomalib_nfplus.models.cflow_ad",
 }

@@ -1,0 +1,135 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Export DifferNet *with* its gradient map.
+
+``torch.export`` (non-strict) traces above autograd, so a backward pass inside ``forward`` (``autograd.grad`` or
+``torch.func.grad``) cannot be exported directly. Before exporting, the score-and-gradient function is therefore
+traced with ``make_fx`` (symbolic shapes, so the batch stays dynamic) into a plain ATen graph in which the backward
+pass is ordinary forward operators; the export ``forward`` calls that graph with the model's own parameters.
+
+Two backward operators have no ONNX equivalent and get decompositions here: ``convolution_backward`` for the
+input gradient (a transposed convolution with the same weights) and the accumulating ``index_put`` of the fixed
+permutations (a scatter-add, which ONNX has).
+"""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch._decomp import core_aten_decompositions
+from torch.fx.experimental.proxy_tensor import make_fx
+
+__all__ = ["export_with_gradient_graph", "trace_gradient"]
+
+aten = torch.ops.aten
+
+
+def _input_gradient_of_convolution(
+    grad_output: torch.Tensor,
+    inputs: torch.Tensor,
+    weight: torch.Tensor,
+    bias_sizes: Any,
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+    transposed: bool,
+    output_padding: list[int],
+    groups: int,
+    output_mask: list[bool],
+) -> tuple[torch.Tensor | None, None, None]:
+    """``convolution_backward`` for the input only: the transposed convolution with the same weights."""
+    del bias_sizes, output_padding
+    if transposed or output_mask[1] or output_mask[2]:
+        msg = "The export decomposition covers input gradients of ordinary convolutions only (frozen backbone)."
+        raise NotImplementedError(msg)
+    dims = range(inputs.dim() - 2)
+    lost = [
+        inputs.shape[2 + i]
+        - ((grad_output.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1) + 1)
+        for i in dims
+    ]
+    grad_input = aten.convolution.default(grad_output, weight, None, stride, padding, dilation, True, lost, groups)
+    return grad_input, None, None
+
+
+class _Nll(nn.Module):
+    """Module view of ``model.nll`` so ``functional_call`` can substitute its parameters and buffers."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.nll(views)  # type: ignore[operator]
+
+
+def trace_gradient(model: nn.Module, example_views: torch.Tensor) -> Callable[[torch.Tensor], Any]:
+    """Trace ``views -> (d NLL / d views, score terms)`` of ``model`` into an ATen graph (symbolic shapes).
+
+    Returns:
+        Callable: ``views -> (grads, terms)``; it reads ``model``'s current parameters at every call, so the
+        exported program owns them as parameters, not as copies.
+    """
+    wrapper = _Nll(model)
+
+    def state() -> dict[str, torch.Tensor]:
+        return {**dict(wrapper.named_parameters()), **dict(wrapper.named_buffers())}
+
+    def gradient(params: dict[str, torch.Tensor], views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        def objective(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            loss, terms = torch.func.functional_call(wrapper, params, (x,))
+            return loss.sum(), terms
+
+        grads, (_, terms) = torch.func.grad_and_value(objective, has_aux=True)(views)
+        return grads, terms
+
+    table = dict(core_aten_decompositions())
+    table[aten.convolution_backward.default] = _input_gradient_of_convolution
+    with torch.no_grad():
+        graph = make_fx(gradient, tracing_mode="symbolic", decomposition_table=table)(state(), example_views)
+    return lambda views: graph(state(), views)
+
+
+def export_with_gradient_graph(
+    module: Any,
+    to_onnx: Callable[..., Path],
+    export_root: Path | str,
+    model_file_name: str = "model",
+    input_size: tuple[int, int] | None = None,
+    **kwargs: Any,
+) -> Path:
+    """Run anomalib's ``to_onnx`` with the model's gradient map served by a pre-traced graph.
+
+    Args:
+        module (Any): The ``DifferNet`` Lightning module.
+        to_onnx (Callable[..., Path]): anomalib's ``to_onnx`` bound to ``module``.
+        export_root (Path | str): Output folder.
+        model_file_name (str, optional): File name without suffix. Defaults to ``"model"``.
+        input_size (tuple[int, int] | None, optional): ``(H, W)``; required when maps are exported.
+        **kwargs (Any): Passed to ``torch.onnx.export``.
+
+    Returns:
+        Path: The ONNX file.
+    """
+    model = module.model
+    if model.gradient_map is None:
+        return to_onnx(export_root, model_file_name, input_size, **kwargs)
+    if input_size is None:
+        msg = (
+            "DifferNet exports its gradient map for one fixed input size: pass input_size=(H, W) (CLI: "
+            '--input_size "[H,W]"), the size the model was trained at, or build it with compute_map=False.'
+        )
+        raise ValueError(msg)
+    # The model sees the pre-processor's output, which may differ from the exported graph's input size.
+    height, width = (int(s) for s in (module.input_size or input_size))
+    was_training = model.training
+    model.eval()
+    views = torch.zeros(2 * model.rotations.n, 3, height, width, device=next(model.parameters()).device)
+    model.gradient_map.traced = trace_gradient(model, views)
+    try:
+        return to_onnx(export_root, model_file_name, input_size, **kwargs)
+    finally:
+        model.gradient_map.traced = None
+        model.train(was_training)
