@@ -164,9 +164,13 @@ class FlowModuleMixin:
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Strict by default, with an error that lists the mismatching keys and names the likely cause."""
         if strict:
-            own = set(self.state_dict())  # type: ignore[attr-defined]
-            given = set(state_dict)
+            own_state = self.state_dict()  # type: ignore[attr-defined]
+            own, given = set(own_state), set(state_dict)
             missing, unexpected = sorted(own - given), sorted(given - own)
+            reshaped = [k for k in own & given if tuple(own_state[k].shape) != tuple(state_dict[k].shape)]
+            if reshaped:
+                unexpected += [f"{k} (shape {tuple(state_dict[k].shape)}, expected {tuple(own_state[k].shape)})"
+                               for k in sorted(reshaped)]  # fmt: skip
             if missing or unexpected:
                 msg = (
                     f"Checkpoint does not match {type(self).__name__}: {len(missing)} missing key(s) "

@@ -83,3 +83,11 @@ def test_statistics_collection_uses_training_images_and_caps_batches():
 def test_refresh_without_training_data_or_statistics_is_an_error():
     with pytest.raises(RuntimeError, match="Train it first"):
         _Tiny()._refresh_statistics()
+
+
+def test_strict_loading_names_wrong_shapes():
+    module = _Tiny()
+    state = module.state_dict()
+    state["model.scale"] = torch.zeros(3)
+    with pytest.raises(RuntimeError, match=r"model.scale \(shape \(3,\), expected \(1,\)\)"):
+        module.load_state_dict(state)
