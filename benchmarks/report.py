@@ -7,6 +7,7 @@ import csv
 import os
 import subprocess
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -149,15 +150,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def write_markdown(path: Path) -> Path:
+def write_markdown(path: Path, columns: Sequence[str] | None = None, title: str = "Benchmark results") -> Path:
     """Regenerate ``<csv stem>.md``: one table row per CSV row, commands listed once below, numbered."""
     rows = read_rows(path)
-    commands: list[str] = []
-    for row in rows:
-        if row["command"] not in commands:
-            commands.append(row["command"])
-    shown = [c for c in COLUMNS if c != "command"]
-    lines = [f"# Benchmark results: `{path.name}`", "", "| " + " | ".join([*shown, "cmd"]) + " |"]
+    commands = list(dict.fromkeys(row["command"] for row in rows))
+    shown = list(columns) if columns is not None else [c for c in COLUMNS if c != "command"]
+    lines = [f"# {title}: `{path.name}`", "", "| " + " | ".join([*shown, "cmd"]) + " |"]
     lines.append("|" + "---|" * (len(shown) + 1))
     for row in rows:
         cells = [row[c].replace("|", "\\|") for c in shown] + [f"[{commands.index(row['command']) + 1}]"]

@@ -221,18 +221,8 @@ def append_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_markdown(path: Path) -> Path:
     """``<csv stem>.md``: one line per (model, mode, category) row, commands listed once below."""
-    rows = report.read_rows(path)
-    commands = list(dict.fromkeys(row["command"] for row in rows))
     shown = ("model", "mode", "category", "image_AUROC", "pixel_AUROC", "train_s", "test_s", "epochs", "commit")
-    lines = [f"# Unified vs separate: `{path.name}`", "", "| " + " | ".join([*shown, "cmd"]) + " |"]
-    lines.append("|" + "---|" * (len(shown) + 1))
-    for row in rows:
-        cells = [row[c].replace("|", "\\|") for c in shown] + [f"[{commands.index(row['command']) + 1}]"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Commands:", ""] + [f"{i}. `{cmd}`" for i, cmd in enumerate(commands, start=1)]
-    markdown = path.with_suffix(".md")
-    markdown.write_text("\n".join(lines) + "\n")
-    return markdown
+    return report.write_markdown(path, shown, title="Unified vs separate")
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
