@@ -23,10 +23,26 @@ from anomalib_nfplus.models.components import PositionalFlows
 __all__ = ["CflowDecoders", "coupling_forward"]
 
 
+def _subnet(
+    block: AllInOneCoupling,
+    x1: torch.Tensor,
+    cond_bias: torch.Tensor,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    """The coupling's subnet on ``x1``; with ``dtype``, its two matrix products run in that precision."""
+    first, activation, last = block.subnet
+    weight = first.weight[:, : block.split[0]]
+    if dtype is None:
+        return last(activation(F.linear(x1, weight) + cond_bias))
+    hidden = activation(F.linear(x1.to(dtype), weight.to(dtype)) + cond_bias.to(dtype))
+    return F.linear(hidden, last.weight.to(dtype), last.bias.to(dtype)).float()
+
+
 def coupling_forward(
     block: AllInOneCoupling,
     x: torch.Tensor,
     cond_bias: torch.Tensor,
+    subnet_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``AllInOneCoupling.forward`` with the condition's share of the first layer given precomputed.
 
@@ -34,15 +50,16 @@ def coupling_forward(
         block (AllInOneCoupling): Block whose parameters are used (subnet ``Linear - ReLU - Linear``).
         x (torch.Tensor): Inputs ``(..., D)``; any leading shape.
         cond_bias (torch.Tensor): ``W_c c + b`` of the first subnet layer, broadcastable to ``(..., 2i)``.
+        subnet_dtype (torch.dtype | None, optional): Run the subnet's matrix products in this precision (e.g.
+            ``torch.bfloat16`` for training); the coupling itself, the permutation and ``log|det J|`` stay in
+            ``x``'s precision. Defaults to ``None`` (all in ``x``'s precision).
 
     Returns:
         tuple[torch.Tensor, torch.Tensor]: ``y`` of the shape of ``x`` and ``log|det J|`` of shape ``x.shape[:-1]``.
     """
     active, passive = block.split
-    first, activation, last = block.subnet
     x1, x2 = x[..., :active], x[..., active:]
-    hidden = activation(F.linear(x1, first.weight[:, :active]) + cond_bias)
-    a = last(hidden)
+    a = _subnet(block, x1, cond_bias, subnet_dtype)
     s = allinone_clamp(a[..., :passive], block.clamp_alpha)
     t = ALLINONE_COEFF_SCALE * a[..., passive:]
     u = torch.cat([x1, x2 * torch.exp(s) + t], dim=-1)
@@ -73,6 +90,10 @@ class CflowDecoders(PositionalFlows):
         permute_soft (bool, optional): Fixed random rotations between couplings. Defaults to ``True``.
         seed (int, optional): Seed of the rotations. Defaults to ``0``.
 
+    Attributes:
+        subnet_dtype (torch.dtype | None): Precision of the subnets' matrix products in training mode (``None``: that
+            of the inputs). Eval mode always runs in the inputs' precision, so scores and exports are unaffected.
+
     Example:
         >>> decoders = CflowDecoders([8, 16], coupling_blocks=2, condition_dim=8)
         >>> maps = decoders.log_prob_maps([torch.randn(2, 8, 4, 4), torch.randn(2, 16, 2, 2)])
@@ -91,6 +112,7 @@ class CflowDecoders(PositionalFlows):
     ) -> None:
         super().__init__(channels, coupling_blocks, condition_dim, clamp_alpha, permute_soft, seed)
         _check_subnets(self.flows)
+        self.subnet_dtype: torch.dtype | None = None
 
     def _log_prob(
         self,
@@ -116,7 +138,7 @@ class CflowDecoders(PositionalFlows):
             cond_bias = F.linear(cond, first.weight[:, block.split[0] :], first.bias)  # (P, 2i)
             if positions is not None:
                 cond_bias = cond_bias[positions]  # (N, 2i)
-            x, block_log_det = coupling_forward(block, x, cond_bias)
+            x, block_log_det = coupling_forward(block, x, cond_bias, self.subnet_dtype if self.training else None)
             log_det = log_det + block_log_det
         return log_likelihood(x.reshape(-1, channels), log_det.reshape(-1), per_dim=True).view(log_det.shape)
 
@@ -140,27 +162,38 @@ class CflowDecoders(PositionalFlows):
         fiber_batch_size: int,
         per_level: bool,
     ) -> Iterator[list[torch.Tensor]]:
-        """Shuffle the fibers of every level and yield the per-level ``log p`` of one chunk at a time.
+        """Yield the per-level ``log p`` of one random chunk of fibers at a time (one optimizer step each).
 
-        ``per_level=True`` is the official scheme: for each level in turn, ``E_l // N`` chunks of ``N`` fibers
-        (the remainder dropped), each yielded as a one-element list (its loss trains that level only). Otherwise
-        the fibers of all levels are cut into ``K = max(1, round(sum_l E_l / N))`` chunks, chunk ``k`` holding the
-        ``k``-th ``1/K`` of every level. A level with fewer than ``N`` fibers gives one chunk of all its fibers.
+        ``per_level=True`` is the official scheme: the ``B * H * W`` fibers of each level in turn are shuffled and cut
+        into ``E_l // N`` chunks of ``N`` (the remainder dropped), each yielded as a one-element list (its loss trains
+        that level only). Otherwise every level's positions are shuffled and cut into
+        ``K = max(1, round(sum_l E_l / N))`` groups (at most as many as the largest level has positions); chunk ``k``
+        holds the fibers of all images at the ``k``-th group of positions of every level that has one. Sharing
+        positions across the images of a chunk lets the condition be projected once per position and broadcast,
+        instead of gathered per fiber (whose backward is a slow scatter).
         """
-        fibers = [self._shuffled(f) for f in features]
         if per_level:
-            for index, (x, pos, cond) in enumerate(fibers):
+            for index, feature in enumerate(features):
+                x, pos, cond = self._shuffled(feature)
                 for part in torch.split(torch.arange(_usable(len(x), fiber_batch_size)), fiber_batch_size):
                     yield [self._log_prob(index, x[part], cond, pos[part])]
             return
-        total = sum(len(x) for x, _, _ in fibers)
-        n_chunks = max(1, round(total / fiber_batch_size))
-        splits = [torch.tensor_split(torch.arange(len(x)), n_chunks) for x, _, _ in fibers]
+        total = sum(f.shape[0] * f.shape[2] * f.shape[3] for f in features)
+        n_chunks = min(max(1, round(total / fiber_batch_size)), max(f.shape[2] * f.shape[3] for f in features))
+        levels = [self._by_position(f) for f in features]
+        groups = [torch.randperm(len(cond), device=cond.device).tensor_split(n_chunks) for _, cond in levels]
         for k in range(n_chunks):
             yield [
-                self._log_prob(i, x[s[k]], cond, pos[s[k]])
-                for i, ((x, pos, cond), s) in enumerate(zip(fibers, splits, strict=True))
+                self._log_prob(i, x[:, g[k]], cond[g[k]])
+                for i, ((x, cond), g) in enumerate(zip(levels, groups, strict=True))
+                if len(g[k])
             ]
+
+    def _by_position(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fibers ``(B, H * W, C)`` and the level's encodings ``(H * W, D)``."""
+        batch, channels, height, width = features.shape
+        x = features.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        return x, self.encoding(height, width, features)
 
     def _shuffled(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fibers ``(B * H * W, C)`` in random order, their position indices and the level's encodings."""

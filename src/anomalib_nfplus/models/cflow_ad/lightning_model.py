@@ -8,7 +8,7 @@ the deviations from the official code and anomalib's ``Cflow``, and how to reach
 """
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from anomalib.data import Batch
@@ -25,7 +25,9 @@ from .anomaly_map import Scoring
 from .loss import CflowADLoss
 from .torch_model import CflowADModel
 
-__all__ = ["CflowAD"]
+__all__ = ["CflowAD", "SubnetPrecision", "subnet_dtype"]
+
+SubnetPrecision = Literal["auto", "float32", "bfloat16"]
 
 #: Official warm-up share: 2 of 25 meta-epochs (16 of 200 data passes).
 WARMUP_FRACTION = 2 / 25
@@ -47,10 +49,14 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         permute_soft (bool, optional): Fixed random rotations between couplings. Defaults to ``True``.
         seed (int, optional): Seed of the rotations. Defaults to ``0``.
         fiber_batch_size (int | None, optional): Fibers per optimizer step; ``None``: all fibers of an image batch
-            in one step. Official: ``256`` with ``per_level_steps=True``. Defaults to ``None``.
+            in one step. Official: ``256`` with ``per_level_steps=True``. Defaults to ``2048``.
         per_level_steps (bool, optional): Chunks of one level at a time (official) instead of chunks mixing all
             levels. Defaults to ``False``.
         lr (float, optional): Adam learning rate. Defaults to ``2e-4`` (official).
+        subnet_precision (SubnetPrecision, optional): Precision of the coupling subnets' matrix products in training:
+            ``"bfloat16"`` (about 1.6x faster on CPUs with AVX512-BF16/AMX; the couplings, permutations and
+            log-determinants stay in float32), ``"float32"``, or ``"auto"`` (bfloat16 where the device computes it
+            natively). Validation, test, prediction and export always run in float32. Defaults to ``"auto"``.
         warmup_epochs (float | None, optional): Linear warm-up length in epochs before the cosine decay; ``None``:
             the official share, 8 % of ``max_epochs``. Defaults to ``None``.
         scoring (Scoring, optional): ``"zscore"`` or ``"likelihood"`` map aggregation. Defaults to ``"zscore"``.
@@ -82,9 +88,10 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         clamp_alpha: float = 1.9,
         permute_soft: bool = True,
         seed: int = 0,
-        fiber_batch_size: int | None = None,
+        fiber_batch_size: int | None = 2048,
         per_level_steps: bool = False,
         lr: float = 2e-4,
+        subnet_precision: SubnetPrecision = "auto",
         warmup_epochs: float | None = None,
         scoring: Scoring = "zscore",
         top_k: float | None = None,
@@ -95,6 +102,9 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         _check_training_args(fiber_batch_size, per_level_steps, lr, warmup_epochs)
+        if subnet_precision not in {"auto", "float32", "bfloat16"}:
+            msg = f"subnet_precision must be 'auto', 'float32' or 'bfloat16', got {subnet_precision!r}."
+            raise ValueError(msg)
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
         super().__init__(pre_processor, post_processor, evaluator, visualizer)
@@ -116,9 +126,15 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         self.fiber_batch_size = fiber_batch_size
         self.per_level_steps = per_level_steps
         self.lr = lr
+        self.subnet_precision = subnet_precision
         self.warmup_epochs = warmup_epochs
         # Several optimizer steps per image batch (fiber chunks) need manual optimisation.
         self.automatic_optimization = False
+
+    def on_fit_start(self) -> None:
+        """Choose the subnets' training precision for the device the model trains on."""
+        super().on_fit_start()
+        self.model.decoders.subnet_dtype = subnet_dtype(self.subnet_precision, self.device)
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Encode the batch once, then one optimizer step per fiber chunk; the schedule steps per batch."""
@@ -136,7 +152,8 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam on the decoders (official lr 2e-4) with the official warm-up + cosine schedule."""
-        optimizer = torch.optim.Adam(self.model.decoders.parameters(), lr=self.lr)
+        # The fused kernel does Adam's update in one pass over all parameters (about 3x cheaper on CPU).
+        optimizer = torch.optim.Adam(self.model.decoders.parameters(), lr=self.lr, fused=True)
         warmup = self.warmup_epochs
         if warmup is None:
             epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
@@ -162,3 +179,16 @@ def _check_training_args(
     if warmup_epochs is not None and warmup_epochs < 0:
         msg = f"warmup_epochs must be None (8 % of max_epochs) or >= 0, got {warmup_epochs!r}."
         raise ValueError(msg)
+
+
+def subnet_dtype(precision: SubnetPrecision, device: torch.device) -> torch.dtype | None:
+    """``torch.bfloat16`` or ``None`` (float32) for ``precision`` on ``device``; ``"auto"`` asks the hardware."""
+    if precision == "float32":
+        return None
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu" and torch.backends.mkldnn.is_available():
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return None

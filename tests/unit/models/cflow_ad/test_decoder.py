@@ -32,6 +32,23 @@ def test_factored_coupling_equals_the_concatenating_block():
     torch.testing.assert_close(log_det, log_det_ref)
 
 
+def test_bfloat16_subnets_train_close_to_float32_and_leave_eval_exact():
+    decoders = _decoders().float()
+    features = [f.float() for f in _features()]
+    exact = decoders.log_prob_maps(features)
+    decoders.subnet_dtype = torch.bfloat16
+    low = decoders.log_prob_maps(features)  # training mode: subnets in bfloat16
+    for value, reference in zip(low, exact, strict=True):
+        assert value.dtype == torch.float32
+        assert not torch.equal(value, reference)
+        torch.testing.assert_close(value, reference, rtol=0.05, atol=0.05)
+        value.sum().backward(retain_graph=True)
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in decoders.flows[0].parameters())
+    decoders.eval()
+    for value, reference in zip(decoders.log_prob_maps(features), exact, strict=True):
+        torch.testing.assert_close(value, reference, rtol=0, atol=0)
+
+
 def test_log_prob_map_equals_positional_flows_level():
     decoders = _decoders()
     for index, features in enumerate(_features()):
@@ -42,15 +59,24 @@ def test_log_prob_map_equals_positional_flows_level():
 
 
 def test_chunks_score_fibers_like_the_map():
-    """A chunk's log-likelihoods are the map's values at the shuffled fibers: sums agree over all chunks."""
+    """A chunk's log-likelihoods are the map's values at its positions for all images; chunks cover every fiber."""
     decoders = _decoders()
     features = _features()
     maps = decoders.log_prob_maps(features)
-    chunks = list(decoders.fiber_chunks(features, fiber_batch_size=5, per_level=False))
-    assert len(chunks) == round((60 + 18) / 5)
+    chunks = list(decoders.fiber_chunks(features, fiber_batch_size=15, per_level=False))
+    assert len(chunks) == round((60 + 18) / 15)
     for level in range(2):
-        values = torch.cat([chunk[level] for chunk in chunks])
-        torch.testing.assert_close(values.sort().values, maps[level].flatten().sort().values)
+        values = torch.cat([chunk[level] for chunk in chunks], dim=1)  # (B, positions)
+        assert values.shape == (3, maps[level][0].numel())
+        torch.testing.assert_close(values.sort().values, maps[level].flatten(1).sort().values)
+
+
+def test_small_levels_join_fewer_chunks():
+    """More chunks than a level has positions: that level appears in as many chunks as it has positions."""
+    chunks = list(_decoders().fiber_chunks(_features(), fiber_batch_size=5, per_level=False))
+    assert len(chunks) == min(round(78 / 5), 20)
+    assert sum(value.numel() for chunk in chunks for value in chunk) == 78
+    assert sorted({len(chunk) for chunk in chunks}) == [1, 2]
 
 
 def test_per_level_chunks_follow_the_official_scheme():
@@ -67,7 +93,7 @@ def test_too_few_fibers_give_one_smaller_chunk():
     assert [len(chunk[0]) for chunk in chunks] == [20, 6]
     joint = list(_decoders().fiber_chunks(features, fiber_batch_size=256, per_level=False))
     assert len(joint) == 1
-    assert [len(values) for values in joint[0]] == [20, 6]
+    assert [values.numel() for values in joint[0]] == [20, 6]
 
 
 def test_soft_permutations_are_seeded_and_orthogonal():
