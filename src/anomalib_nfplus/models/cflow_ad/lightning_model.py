@@ -8,7 +8,7 @@ the deviations from the official code and anomalib's ``Cflow``, and how to reach
 """
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from anomalib.data import Batch
@@ -20,14 +20,13 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
 from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor
+from anomalib_nfplus.models.components.positional_flows import SubnetPrecision, subnet_dtype, use_subnet_precision
 
 from .anomaly_map import Scoring
 from .loss import CflowADLoss
 from .torch_model import CflowADModel
 
-__all__ = ["CflowAD", "SubnetPrecision", "subnet_dtype"]
-
-SubnetPrecision = Literal["auto", "float32", "bfloat16"]
+__all__ = ["CflowAD"]
 
 #: Official warm-up share: 2 of 25 meta-epochs (16 of 200 data passes).
 WARMUP_FRACTION = 2 / 25
@@ -102,9 +101,7 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         _check_training_args(fiber_batch_size, per_level_steps, lr, warmup_epochs)
-        if subnet_precision not in {"auto", "float32", "bfloat16"}:
-            msg = f"subnet_precision must be 'auto', 'float32' or 'bfloat16', got {subnet_precision!r}."
-            raise ValueError(msg)
+        subnet_dtype(subnet_precision, torch.device("cpu"))  # validates the value
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
         super().__init__(pre_processor, post_processor, evaluator, visualizer)
@@ -134,7 +131,7 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
     def on_fit_start(self) -> None:
         """Choose the subnets' training precision for the device the model trains on."""
         super().on_fit_start()
-        self.model.decoders.subnet_dtype = subnet_dtype(self.subnet_precision, self.device)
+        use_subnet_precision(self.model, self.subnet_precision, self.device)
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Encode the batch once, then one optimizer step per fiber chunk; the schedule steps per batch."""
@@ -179,16 +176,3 @@ def _check_training_args(
     if warmup_epochs is not None and warmup_epochs < 0:
         msg = f"warmup_epochs must be None (8 % of max_epochs) or >= 0, got {warmup_epochs!r}."
         raise ValueError(msg)
-
-
-def subnet_dtype(precision: SubnetPrecision, device: torch.device) -> torch.dtype | None:
-    """``torch.bfloat16`` or ``None`` (float32) for ``precision`` on ``device``; ``"auto"`` asks the hardware."""
-    if precision == "float32":
-        return None
-    if precision == "bfloat16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu" and torch.backends.mkldnn.is_available():
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-    return None

@@ -26,6 +26,7 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
 from anomalib_nfplus.models.components import FlowModuleMixin, check_top_k, flow_pre_processor
+from anomalib_nfplus.models.components.positional_flows import SubnetPrecision, subnet_dtype, use_subnet_precision
 
 from .loss import HGADLoss
 from .torch_model import HGADModel
@@ -79,6 +80,9 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         blur_sigma (float | None, optional): Map blur; ``None``: 4 px per 256 px of input height.
         top_k (float | None, optional): Image score = mean of the top fraction; ``None``: maximum.
         seed (int, optional): Seed of rotations and centre offsets. Defaults to ``0``.
+        subnet_precision (SubnetPrecision, optional): Precision of the coupling subnets' matrix products in training
+            (``"bfloat16"``, ``"float32"``, or ``"auto"``: bfloat16 where the device computes it natively); test and
+            export always run in float32. Defaults to ``"auto"``.
         pre_processor, post_processor, evaluator, visualizer: anomalib components.
     """
 
@@ -111,12 +115,14 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         blur_sigma: float | None = None,
         top_k: float | None = None,
         seed: int = 0,
+        subnet_precision: SubnetPrecision = "auto",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
         check_top_k(top_k)
+        subnet_dtype(subnet_precision, torch.device("cpu"))  # validates the value
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
         super().__init__(
@@ -146,6 +152,11 @@ class HGAD(FlowModuleMixin, AnomalibModule):
             seed=seed,
         )
         self.loss = HGADLoss(lambda_inter, lambda_mi, label_smoothing)
+
+    def on_fit_start(self) -> None:
+        """Choose the subnets' training precision for the device the model trains on."""
+        super().on_fit_start()
+        use_subnet_precision(self.model, self.hparams.get("subnet_precision", "float32"), self.device)
 
     # --- classes ------------------------------------------------------------------------------------------
 
@@ -239,7 +250,7 @@ class HGAD(FlowModuleMixin, AnomalibModule):
             },
             {"params": [p for prior in priors for p in (prior.inter_logits, prior.intra_logits)], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.Adam(groups, lr=hp["lr"], betas=tuple(hp["betas"]))
+        optimizer = torch.optim.Adam(groups, lr=hp["lr"], betas=tuple(hp["betas"]), fused=True)
         warmup = hp["warmup_epochs"]
         if warmup is None:
             warmup = OFFICIAL_STAGE_FRACTION * self._schedule_epochs()

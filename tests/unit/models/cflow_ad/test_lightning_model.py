@@ -9,7 +9,8 @@ import torch
 from anomalib.models import AnomalibModule
 
 from anomalib_nfplus.models.cflow_ad import CflowAD
-from anomalib_nfplus.models.cflow_ad.lightning_model import WARMUP_FRACTION, subnet_dtype
+from anomalib_nfplus.models.cflow_ad.lightning_model import WARMUP_FRACTION
+from anomalib_nfplus.models.components.positional_flows import subnet_dtype
 
 TINY = {"backbone": "resnet18", "layers": ("layer1", "layer2"), "pre_trained": False, "coupling_blocks": 1}
 

@@ -7,6 +7,7 @@ import torch
 
 from anomalib_nfplus.flows import positional_encoding_2d
 from anomalib_nfplus.models.components import PositionalFlows
+from anomalib_nfplus.models.components.positional_flows import coupling_forward
 
 
 def test_matches_per_fiber_application():
@@ -19,6 +20,32 @@ def test_matches_per_fiber_application():
     z, ld = flows.flows[0](feats[0][b, :, h, w].unsqueeze(0), pos[:, h, w].unsqueeze(0))
     assert torch.allclose(z0[b, h, w], z[0], atol=1e-6)
     assert torch.allclose(ld0[b, h, w], ld[0], atol=1e-6)
+
+
+def test_factored_coupling_equals_the_concatenating_block():
+    torch.manual_seed(0)
+    block = PositionalFlows([6], n_blocks=1, cond_dim=8).double().flows[0].blocks[0]
+    x, cond = torch.randn(7, 6).double(), torch.randn(7, 8).double()
+    first = block.subnet[0]
+    cond_bias = torch.nn.functional.linear(cond, first.weight[:, block.split[0] :], first.bias)
+    y, log_det = coupling_forward(block, x, cond_bias)
+    y_ref, log_det_ref = block(x, cond)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(log_det, log_det_ref)
+
+
+def test_bfloat16_subnets_only_in_training_mode():
+    torch.manual_seed(0)
+    flows = PositionalFlows([8], n_blocks=2, cond_dim=8)
+    features = [torch.randn(2, 8, 3, 4)]
+    ((exact, _),) = flows(features)
+    flows.subnet_dtype = torch.bfloat16
+    ((low, _),) = flows(features)
+    assert low.dtype == torch.float32
+    assert not torch.equal(low, exact)
+    torch.testing.assert_close(low, exact, rtol=0.05, atol=0.05)
+    ((evaluated, _),) = flows.eval()(features)
+    torch.testing.assert_close(evaluated, exact, rtol=0, atol=0)
 
 
 def test_seeded_rotations_are_reproducible_and_differ_per_level():
