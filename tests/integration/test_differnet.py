@@ -116,6 +116,25 @@ def test_fewer_images_than_the_batch_train_in_one_smaller_batch(synthetic_root: 
     assert engine.trainer.num_training_batches == 1
 
 
+def test_intermediate_validation_off_scores_validation_only_in_the_last_epoch(
+    synthetic_root: str, tmp_path: Path
+) -> None:
+    datamodule = MVTecAD(root=synthetic_root, category="dots", train_batch_size=16, eval_batch_size=8, num_workers=0)
+    model = _model(intermediate_validation=False, compute_map=False)
+    engine = _engine(tmp_path, max_epochs=3, callbacks=[FewShot(n_images=3, seed=0)])
+    scored_in_epochs: list[int] = []
+    score = model.model.forward
+
+    def counting(images: torch.Tensor):
+        if not model.model.training:
+            scored_in_epochs.append(engine.trainer.current_epoch)
+        return score(images)
+
+    model.model.forward = counting
+    engine.fit(model, datamodule=datamodule)
+    assert set(scored_in_epochs) == {2}
+
+
 @pytest.mark.export
 def test_openvino_export_matches_torch(trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The exported graph contains the backward pass: scores and gradient maps match torch."""

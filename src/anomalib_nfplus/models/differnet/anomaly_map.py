@@ -23,6 +23,8 @@ from .transforms import FixedRotations
 __all__ = ["GradientMap"]
 
 NllFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+#: ``(function, views) -> function(views)``, possibly computed in several passes (see ``DifferNetModel.in_passes``).
+Passes = Callable[[Callable[[torch.Tensor], tuple[torch.Tensor, ...]], torch.Tensor], tuple[torch.Tensor, ...]]
 
 
 class GradientMap(nn.Module):
@@ -47,6 +49,7 @@ class GradientMap(nn.Module):
         nll: NllFunction,
         views: torch.Tensor,
         rotations: FixedRotations,
+        passes: Passes | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Return the score terms ``(B * T,)`` that ``nll`` gives alongside, and maps ``(B, 1, H, W)``.
 
@@ -56,8 +59,15 @@ class GradientMap(nn.Module):
             rotations (FixedRotations): The transforms that made ``views`` (to rotate the maps back). Passed
                 in rather than held, so the model registers it once (a module registered twice is tied state,
                 which ``functional_call`` in the export trace does not restore reliably).
+            passes (Passes | None, optional): Splits the views into backbone passes (eager mode); each view's
+                gradient is that of its own NLL, so the split changes nothing. ``None``: one pass.
         """
-        grads, terms = self.gradients(nll, views) if self.traced is None else self.traced(views)
+        if self.traced is not None:
+            grads, terms = self.traced(views)
+        elif passes is None:
+            grads, terms = self.gradients(nll, views)
+        else:
+            grads, terms = passes(lambda chunk: self.gradients(nll, chunk), views)
         per_view = self.blur(grads.abs().sum(dim=1, keepdim=True))
         back = rotations.invert(per_view)
         n, height, width = rotations.n, views.shape[-2], views.shape[-1]

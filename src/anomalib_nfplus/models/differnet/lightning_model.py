@@ -26,6 +26,7 @@ from anomalib.models import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_nfplus.backbones import normalization_for
@@ -33,7 +34,7 @@ from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processo
 
 from .export import export_with_gradient_graph
 from .loss import differnet_loss
-from .torch_model import DifferNetModel
+from .torch_model import PASS_PIXELS, DifferNetModel
 from .transforms import RandomTransforms
 
 __all__ = ["DifferNet"]
@@ -73,6 +74,9 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         weight_decay (float, optional): Adam weight decay. Defaults to ``1e-5``.
         interpolation (str, optional): Pyramid resize mode. Defaults to ``"nearest"``.
         seed (int, optional): Seed of the flow's permutations. Defaults to ``0``.
+        max_pass_pixels (int | None, optional): Pixels (views x H x W) per backbone pass in eager mode; small passes
+            are several times faster on CPU, results do not depend on it. ``None``: one pass over all views (GPU).
+            Defaults to ``PASS_PIXELS`` (16 views at 224 px).
         pre_processor (PreProcessor | bool, optional): ``True`` builds RGB + resize + backbone normalisation.
         post_processor (PostProcessor | bool, optional): Defaults to ``True``.
         evaluator (Evaluator | bool, optional): Defaults to ``True``.
@@ -107,6 +111,7 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         weight_decay: float = 1e-5,
         interpolation: str = "nearest",
         seed: int = 0,
+        max_pass_pixels: int | None = PASS_PIXELS,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -138,6 +143,7 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
             compute_map=compute_map,
             interpolation=interpolation,
             seed=seed,
+            max_pass_pixels=max_pass_pixels,
         )
         mean, std = normalization_for(backbone)
         self.train_transforms = RandomTransforms(mean, std, rotation, brightness, contrast, saturation, rotation_steps)
@@ -165,8 +171,14 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         return batch
 
     def _skips_validation(self) -> bool:
+        """Whether this is validation inside ``fit`` before its last epoch.
+
+        ``trainer.training`` is False while validating; the trainer's function stays ``fit`` during the validation
+        loop inside fitting, so that is what tells.
+        """
         trainer = getattr(self, "_trainer", None)
-        if trainer is None or not trainer.training or not trainer.max_epochs or trainer.max_epochs < 0:
+        state = getattr(trainer, "state", None)
+        if state is None or state.fn != TrainerFn.FITTING or not trainer.max_epochs or trainer.max_epochs < 0:
             return False
         return trainer.current_epoch + 1 < trainer.max_epochs
 

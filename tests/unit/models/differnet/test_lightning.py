@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 
 from anomalib_nfplus.models.differnet import DifferNet, differnet_loss
 
@@ -45,11 +46,13 @@ def test_training_step_uses_n_views_per_image() -> None:
 def test_validation_can_skip_all_but_the_last_epoch() -> None:
     model = _model(intermediate_validation=False)
     batch = SimpleNamespace(image=torch.rand(1, 3, 64, 64))
-    model._trainer = SimpleNamespace(training=True, max_epochs=3, current_epoch=0)
+    fitting, validating = SimpleNamespace(fn=TrainerFn.FITTING), SimpleNamespace(fn=TrainerFn.VALIDATING)
+    # While the validation loop inside fit runs, trainer.training is False and the function is still "fit".
+    model._trainer = SimpleNamespace(state=fitting, training=False, max_epochs=3, current_epoch=0)
     assert model.validation_step(batch) is batch
-    model._trainer = SimpleNamespace(training=True, max_epochs=3, current_epoch=2)
+    model._trainer = SimpleNamespace(state=fitting, training=False, max_epochs=3, current_epoch=2)
     assert model._skips_validation() is False
-    model._trainer = SimpleNamespace(training=False, max_epochs=3, current_epoch=0)
+    model._trainer = SimpleNamespace(state=validating, training=False, max_epochs=3, current_epoch=0)  # validate()
     assert model._skips_validation() is False
 
 

@@ -110,3 +110,30 @@ def test_gradient_map_peaks_on_a_synthetic_defect() -> None:
     row, col = divmod(peak, 64)
     assert 4 <= row < 24
     assert 32 <= col < 52
+
+
+def test_backbone_passes_do_not_change_results(model: DifferNetModel) -> None:
+    """Small channels-last passes (the CPU speed-up) give what one pass over all views gives."""
+    x = torch.randn(3, 3, 64, 64)
+    saved = model.max_pass_pixels
+    try:
+        model.max_pass_pixels = None
+        whole = model(x)
+        model.max_pass_pixels = 5 * 64 * 64  # 12 views -> passes of 5, 5, 2
+        split = model(x)
+        model.max_pass_pixels = 2 * 64 * 64  # 3 training views -> passes of 2, 1
+        model.train()
+        split_train = model(x)
+        model.max_pass_pixels = None
+        whole_train = model(x)
+    finally:
+        model.max_pass_pixels = saved
+        model.eval()
+    assert torch.allclose(split.pred_score, whole.pred_score, rtol=1e-5)
+    assert torch.allclose(split.anomaly_map, whole.anomaly_map, rtol=1e-4, atol=1e-8)
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(split_train, whole_train, strict=True))
+
+
+def test_invalid_pass_size_is_rejected() -> None:
+    with pytest.raises(ValueError, match="max_pass_pixels"):
+        tiny_model(max_pass_pixels=0)
