@@ -77,8 +77,10 @@ def test_scores_are_per_image(two_class: HGADModel, images: torch.Tensor) -> Non
         with torch.no_grad():
             batch = two_class(images, labels)
             alone = two_class(images[2:3], labels[2:3])
-        torch.testing.assert_close(alone.pred_score, batch.pred_score[2:3], rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(alone.anomaly_map, batch.anomaly_map[2:3], rtol=1e-5, atol=1e-6)
+        # Multi-threaded GEMMs round differently for different batch sizes (about 1e-4 relative on 2 cores);
+        # a real dependence on the other images would show as differences of order 1.
+        torch.testing.assert_close(alone.pred_score, batch.pred_score[2:3], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(alone.anomaly_map, batch.anomaly_map[2:3], rtol=1e-4, atol=1e-4)
     two_class.scoring = "label_free"
 
 
