@@ -30,8 +30,14 @@ def batched(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         yield batch
 
 
-def _overlay_name(name: str) -> str:
-    stem = Path(name.split("#")[0]).stem + (f"_{name.split('#')[1]}" if "#" in name else "")
+def _overlay_name(name: str, root: Path | None = None) -> str:
+    """Overlay file name from the path below the input folder, so ``good/000.png`` and ``blob/000.png`` differ."""
+    path_part, _, frame = name.partition("#")
+    path = Path(path_part)
+    if root is not None and path.is_relative_to(root):
+        path = path.relative_to(root)
+    stem = "_".join([*path.parent.parts, path.stem]) if root is not None else path.stem
+    stem += f"_{frame}" if frame else ""
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem) + "_overlay.png"
 
 
@@ -49,13 +55,14 @@ def run_inference(
         raise ValueError(msg)
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
+    root = Path(source) if Path(source).is_dir() else None
     results: list[Prediction] = []
     for batch in batched(iter_sources(source, max_frames), batch_size):
         predictions = model.predict_batch([frame.image for frame in batch])
         for frame, prediction in zip(batch, predictions, strict=True):
             record = prediction.as_json(frame.name)
             if output is not None and prediction.anomaly_map is not None:
-                target = output / _overlay_name(frame.name)
+                target = output / _overlay_name(frame.name, root)
                 overlay_heatmap(frame.image, prediction.anomaly_map).save(target)
                 record["overlay"] = str(target)
             stream.write(json.dumps(record) + "\n")

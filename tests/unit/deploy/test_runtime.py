@@ -4,6 +4,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,6 +107,16 @@ def test_run_inference_prints_json_and_writes_overlays(tiny_ir, images, tmp_path
     assert {r["label"] for r in records} == {"normal", "anomalous"}
     overlay = Image.open(records[0]["overlay"])
     assert overlay.size == (20, 16)
+    assert sorted(Path(r["overlay"]).name for r in records) == ["a_overlay.png", "c_overlay.png", "sub_b_overlay.png"]
+
+
+def test_overlays_of_equal_names_in_subfolders_do_not_overwrite_each_other(tiny_ir, tmp_path):
+    for defect in ("good", "scratch"):
+        (tmp_path / "test" / defect).mkdir(parents=True)
+        Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(tmp_path / "test" / defect / "000.png")
+    run_inference(EdgeModel(tiny_ir), str(tmp_path / "test"), tmp_path / "out", stream=io.StringIO())
+    records = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert records == ["good_000_overlay.png", "scratch_000_overlay.png"]
 
 
 def test_overlay_colours_follow_the_map():

@@ -13,7 +13,8 @@ What the mixin gives every model:
     - a non-finite-loss guard that saves the last finite weights and stops with the step that failed;
     - strict checkpoint loading with a message that says what does not match and how to fix it;
     - the warm-up + cosine schedule stepped per optimizer step;
-    - ``INT8_PTQ`` export calibrated on training images (anomalib uses the validation set, which holds defects).
+    - ``INT8_PTQ`` export calibrated on training images (anomalib uses the validation set, which holds defects)
+      that quantises the backbone only (:meth:`int8_ignored_scope`; the flows' log-likelihoods need float).
 """
 
 import math
@@ -25,7 +26,7 @@ from anomalib import LearningType
 from anomalib.data import Batch
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
-from .quantization import quantize_with_training_images
+from .quantization import backbone_only_scope, quantize_with_training_images
 from .schedule import warmup_cosine_scheduler
 from .statistics import TrainingStatistics
 
@@ -184,9 +185,18 @@ class FlowModuleMixin:
 
     # --- export ---------------------------------------------------------------------------------------------
 
+    def int8_ignored_scope(self, model: Any) -> Any:
+        """Ops ``INT8_PTQ`` keeps in float (an ``nncf.IgnoredScope``); override for a graph that needs another scope.
+
+        Default (:func:`backbone_only_scope`): only the backbone's non-depthwise convolutions upstream of the flows'
+        MatMuls are quantised; flows, scoring and map post-processing stay float (log-densities do not survive INT8).
+        """
+        return backbone_only_scope(model)
+
     def _post_training_quantization_ov(self, model: Any, datamodule: Any = None) -> Any:
         """Anomalib's ``INT8_PTQ`` hook, calibrated on training images instead of the (anomalous) validation set."""
-        return quantize_with_training_images(model, datamodule)
+        scope = self.int8_ignored_scope(model) if datamodule is not None else None  # no datamodule: that error first
+        return quantize_with_training_images(model, datamodule, ignored_scope=scope)
 
     # --- schedule -------------------------------------------------------------------------------------------
 

@@ -1,11 +1,16 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""INT8 calibration reads training images (never validation/test), resized to the graph's static size."""
+"""INT8: calibration on training images (never validation/test), resized; only the backbone feeding the flows."""
 
 import pytest
 import torch
 
-from anomalib_nfplus.models.components.quantization import calibration_batches, quantize_with_training_images
+from anomalib_nfplus.models.components.quantization import (
+    backbone_only_scope,
+    calibration_batches,
+    feature_ops,
+    quantize_with_training_images,
+)
 
 
 class _Batch:
@@ -44,3 +49,76 @@ def test_dynamic_graphs_keep_the_size():
 def test_quantisation_needs_a_datamodule():
     with pytest.raises(ValueError, match="datamodule"):
         quantize_with_training_images(object(), None)
+
+
+def _graph_conv_flow_blur():
+    """input -> conv (backbone) -> matmul (flow) -> conv (blur) -> output, built with OpenVINO's opset."""
+    import numpy as np
+    import openvino as ov
+    from openvino import opset13 as ops
+
+    rng = np.random.default_rng(0)
+    image = ops.parameter([1, 3, 8, 8], np.float32, name="input")
+    features = ops.convolution(image, rng.normal(size=(4, 3, 3, 3)).astype(np.float32), [1, 1], [1, 1], [1, 1], [1, 1])
+    features.set_friendly_name("backbone_conv")
+    fibers = ops.transpose(features, np.array([0, 2, 3, 1], dtype=np.int64))
+    flow = ops.matmul(fibers, rng.normal(size=(4, 4)).astype(np.float32), False, False)
+    flow.set_friendly_name("flow_matmul")
+    nll = ops.reduce_sum(ops.multiply(flow, flow), np.array([3], dtype=np.int64), keep_dims=False)
+    amap = ops.unsqueeze(nll, np.array([1], dtype=np.int64))
+    blurred = ops.convolution(amap, np.full((1, 1, 3, 3), 1 / 9, np.float32), [1, 1], [1, 1], [1, 1], [1, 1])
+    blurred.set_friendly_name("blur_conv")
+    blurred.output(0).get_tensor().set_names({"anomaly_map"})
+    return ov.Model([blurred.output(0)], [image], "toy")
+
+
+def _quantised_consumers(model) -> set[str]:
+    return {
+        target.get_node().get_friendly_name()
+        for op in model.get_ops()
+        if op.get_type_name() in {"FakeQuantize", "FakeConvert"}
+        for target in op.output(0).get_target_inputs()
+    }
+
+
+def test_feature_ops_are_the_convolutions_upstream_of_the_flow():
+    assert feature_ops(_graph_conv_flow_blur()) == ["backbone_conv"]
+
+
+def test_default_int8_quantises_the_backbone_only():
+    dm = _DataModule()
+    dm.train_dataloader = lambda: [_Batch(torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)))]
+    quantised = quantize_with_training_images(_graph_conv_flow_blur(), dm)
+    assert _quantised_consumers(quantised) == {"backbone_conv"}
+
+
+def test_an_empty_scope_quantises_the_flow_too():
+    import nncf
+
+    dm = _DataModule()
+    dm.train_dataloader = lambda: [_Batch(torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)))]
+    quantised = quantize_with_training_images(_graph_conv_flow_blur(), dm, ignored_scope=nncf.IgnoredScope())
+    assert _quantised_consumers(quantised) - {"backbone_conv"}  # NNCF's default also quantises the flow part
+
+
+def test_a_graph_without_flow_matmuls_is_refused_with_the_override_named():
+    model = _graph_conv_flow_blur()
+    with pytest.raises(ValueError, match="int8_ignored_scope"):
+        backbone_only_scope(model, flow_types=("Einsum",))
+
+
+def test_the_mixin_asks_the_model_for_its_scope():
+    import nncf
+
+    from anomalib_nfplus.models.components import FlowModuleMixin
+
+    class _Model(FlowModuleMixin):
+        def int8_ignored_scope(self, model):
+            return nncf.IgnoredScope(names=["backbone_conv"], validate=False)
+
+    dm = _DataModule()
+    dm.train_dataloader = lambda: [_Batch(torch.rand(4, 3, 8, 8, generator=torch.Generator().manual_seed(0)))]
+    quantised = _Model()._post_training_quantization_ov(_graph_conv_flow_blur(), dm)
+    consumers = _quantised_consumers(quantised)
+    assert consumers
+    assert "backbone_conv" not in consumers
