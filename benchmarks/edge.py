@@ -99,6 +99,9 @@ def evaluate(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     seed_everything(args.seed, workers=True)
     size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
     config = {"INFERENCE_PRECISION_HINT": args.precision_hint} if args.precision_hint else {}
+    if args.threads:  # the same number of threads for torch and OpenVINO
+        torch.set_num_threads(args.threads)
+        config["INFERENCE_NUM_THREADS"] = str(args.threads)
     with tempfile.TemporaryDirectory(prefix="nfplus_edge_") as tmp:
         datamodule = data_setup.make_datamodule(args, data_setup.materialise(args, Path(tmp) / "data"))
         spec = ModelSpec(args.backbone, tuple(args.layers), size, args.weights, data_setup.has_masks(args))

@@ -137,6 +137,17 @@ def test_single_class_datamodule_trains_one_class(synthetic_root: str, tmp_path:
     assert 0.0 <= metrics["image_AUROC"] <= 1.0
 
 
+def test_fiber_chunks_take_one_optimizer_step_each(synthetic_root: str, tmp_path: Path) -> None:
+    """64 px, blocks.4 at scales 1 and 0.5: 16 + 4 positions, 80 fibers per batch of 4 -> 5 chunks of about 16."""
+    datamodule = MVTecAD(root=synthetic_root, category="dots", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    model = _model(fiber_batch_size=16)
+    engine = _engine(tmp_path, max_epochs=1, limit_train_batches=2)
+    engine.fit(model, datamodule=datamodule)
+    assert engine.trainer.global_step == 2 * 5
+    with pytest.raises(ValueError, match="fiber_batch_size"):
+        _model(fiber_batch_size=0)
+
+
 def test_non_finite_loss_stops_with_clear_error(synthetic_root: str, tmp_path: Path, monkeypatch) -> None:
     model = _model()
     original = model.loss.forward

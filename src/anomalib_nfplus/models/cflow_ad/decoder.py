@@ -54,15 +54,18 @@ class CflowDecoders(PositionalFlows):
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Per-dimension ``log p`` of fibers ``x: (..., C)`` (see :meth:`transform` for the shapes)."""
-        z, log_det = self.transform(index, x, cond, positions)
-        channels = self.channels[index]
-        return log_likelihood(z.reshape(-1, channels), log_det.reshape(-1), per_dim=True).view(log_det.shape)
+        return self._per_dim(index, *self.transform(index, x, cond, positions))
+
+    def _per_dim(self, index: int, z: torch.Tensor, log_det: torch.Tensor) -> torch.Tensor:
+        """Per-dimension log-likelihood of latents ``z: (..., C)`` with ``log_det`` of shape ``z.shape[:-1]``."""
+        return log_likelihood(z.reshape(-1, self.channels[index]), log_det.reshape(-1), per_dim=True).view(
+            log_det.shape
+        )
 
     def log_prob_map(self, index: int, features: torch.Tensor) -> torch.Tensor:
         """Per-dimension log-likelihood map ``(B, H, W)`` of level ``index``'s ``(B, C, H, W)`` features."""
-        batch, channels, height, width = features.shape
-        x = features.permute(0, 2, 3, 1).reshape(batch, height * width, channels)  # (B, P, C)
-        cond = self.encoding(height, width, features)  # (P, D): shared by all images
+        batch, _, height, width = features.shape
+        x, cond = self.by_position(features)  # (B, P, C), (P, D): the condition is shared by all images
         return self._log_prob(index, x, cond).view(batch, height, width)
 
     def log_prob_maps(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -82,11 +85,8 @@ class CflowDecoders(PositionalFlows):
 
         ``per_level=True`` is the official scheme: the ``B * H * W`` fibers of each level in turn are shuffled and cut
         into ``E_l // N`` chunks of ``N`` (the remainder dropped), each yielded as a one-element list (its loss trains
-        that level only). Otherwise every level's positions are shuffled and cut into
-        ``K = max(1, round(sum_l E_l / N))`` groups (at most as many as the largest level has positions); chunk ``k``
-        holds the fibers of all images at the ``k``-th group of positions of every level that has one. Sharing
-        positions across the images of a chunk lets the condition be projected once per position and broadcast,
-        instead of gathered per fiber (whose backward is a slow scatter).
+        that level only). Otherwise the chunks are :meth:`position_chunks`: groups of positions shared by all images
+        of the batch, about ``N`` fibers over all levels each.
         """
         if per_level:
             for index, feature in enumerate(features):
@@ -94,22 +94,8 @@ class CflowDecoders(PositionalFlows):
                 for part in torch.split(torch.arange(_usable(len(x), fiber_batch_size)), fiber_batch_size):
                     yield [self._log_prob(index, x[part], cond, pos[part])]
             return
-        total = sum(f.shape[0] * f.shape[2] * f.shape[3] for f in features)
-        n_chunks = min(max(1, round(total / fiber_batch_size)), max(f.shape[2] * f.shape[3] for f in features))
-        levels = [self._by_position(f) for f in features]
-        groups = [torch.randperm(len(cond), device=cond.device).tensor_split(n_chunks) for _, cond in levels]
-        for k in range(n_chunks):
-            yield [
-                self._log_prob(i, x[:, g[k]], cond[g[k]])
-                for i, ((x, cond), g) in enumerate(zip(levels, groups, strict=True))
-                if len(g[k])
-            ]
-
-    def _by_position(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fibers ``(B, H * W, C)`` and the level's encodings ``(H * W, D)``."""
-        batch, channels, height, width = features.shape
-        x = features.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
-        return x, self.encoding(height, width, features)
+        for chunk in self.position_chunks(features, fiber_batch_size):
+            yield [self._per_dim(i, z, log_det) for i, z, log_det in chunk]
 
     def _shuffled(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fibers ``(B * H * W, C)`` in random order, their position indices and the level's encodings."""

@@ -15,7 +15,7 @@ is folded into the fixed rotation, and in training mode the subnets' matrix prod
 (``subnet_dtype``).
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -201,13 +201,46 @@ class PositionalFlows(nn.Module):
     def level(self, index: int, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Map level ``index``'s ``(B, C, H, W)`` features to ``z: (B, H, W, C)`` and ``log_det: (B, H, W)``."""
         batch, channels, height, width = features.shape
-        x = features.permute(0, 2, 3, 1).reshape(batch, height * width, channels)  # (B, P, C)
-        z, log_det = self.transform(index, x, self.encoding(height, width, features))
+        z, log_det = self.transform(index, *self.by_position(features))
         return z.view(batch, height, width, channels), log_det.view(batch, height, width)
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Apply every level's flow; ``features[l]`` is ``(B, C_l, H_l, W_l)``."""
+        self._check_levels(features)
+        return [self.level(i, f) for i, f in enumerate(features)]
+
+    def position_chunks(
+        self,
+        features: Sequence[torch.Tensor],
+        fiber_batch_size: int,
+    ) -> Iterator[list[tuple[int, torch.Tensor, torch.Tensor]]]:
+        """Yield ``[(level, z (B, p, C), log_det (B, p))]`` for one random group of positions at a time.
+
+        Every level's positions are shuffled and cut into ``K = max(1, round(sum_l B * H_l * W_l / N))`` groups (at
+        most as many as the largest level has positions); chunk ``k`` holds the fibers of *all* images at the
+        ``k``-th group of positions of every level that has one, so about ``N`` fibers per chunk, each chunk one
+        optimizer step. Sharing positions across the images lets the condition be projected once per position and
+        broadcast, instead of gathered per fiber (whose backward is a slow scatter).
+        """
+        self._check_levels(features)
+        total = sum(f.shape[0] * f.shape[2] * f.shape[3] for f in features)
+        n_chunks = min(max(1, round(total / fiber_batch_size)), max(f.shape[2] * f.shape[3] for f in features))
+        levels = [self.by_position(f) for f in features]
+        groups = [torch.randperm(len(cond), device=cond.device).tensor_split(n_chunks) for _, cond in levels]
+        for k in range(n_chunks):
+            yield [
+                (i, *self.transform(i, x[:, g[k]], cond[g[k]]))
+                for i, ((x, cond), g) in enumerate(zip(levels, groups, strict=True))
+                if len(g[k])
+            ]
+
+    def by_position(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fibers ``(B, H * W, C)`` of ``(B, C, H, W)`` features and the level's encodings ``(H * W, D)``."""
+        batch, channels, height, width = features.shape
+        x = features.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+        return x, self.encoding(height, width, features)
+
+    def _check_levels(self, features: Sequence[torch.Tensor]) -> None:
         if len(features) != len(self.flows):
             msg = f"Expected {len(self.flows)} feature levels, got {len(features)}."
             raise ValueError(msg)
-        return [self.level(i, f) for i, f in enumerate(features)]

@@ -75,6 +75,10 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         centre_lr_factor (float, optional): Learning-rate factor of the centres. Defaults to ``3.0``.
         weight_decay (float, optional): Flow weight decay. Defaults to ``1e-4``.
         betas (Sequence[float], optional): Adam betas. Defaults to ``(0.95, 0.99)``.
+        fiber_batch_size (int | None, optional): ``None`` (official): one optimizer step per image batch over all
+            positions of every level. An int: one step per group of about that many fibers (positions shared by
+            all images of the batch, as CflowAD), many more steps per epoch for the same encoder cost.
+            Defaults to ``None``.
         scoring (str, optional): ``"label_free"`` or ``"class_conditional"``. Defaults to ``"label_free"``.
         use_entropy (bool, optional): Multiply by the entropy map (2+ classes). Defaults to ``True``.
         blur_sigma (float | None, optional): Map blur; ``None``: 4 px per 256 px of input height.
@@ -110,6 +114,7 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         centre_lr_factor: float = 3.0,
         weight_decay: float = 1e-4,
         betas: Sequence[float] = (0.95, 0.99),
+        fiber_batch_size: int | None = None,
         scoring: str = "label_free",
         use_entropy: bool = True,
         blur_sigma: float | None = None,
@@ -122,6 +127,9 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         check_top_k(top_k)
+        if fiber_batch_size is not None and (isinstance(fiber_batch_size, bool) or fiber_batch_size < 1):
+            msg = f"fiber_batch_size must be None (all positions per step) or a positive int, got {fiber_batch_size!r}."
+            raise ValueError(msg)
         subnet_dtype(subnet_precision, torch.device("cpu"))  # validates the value
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
@@ -152,6 +160,9 @@ class HGAD(FlowModuleMixin, AnomalibModule):
             seed=seed,
         )
         self.loss = HGADLoss(lambda_inter, lambda_mi, label_smoothing)
+        self.fiber_batch_size = fiber_batch_size
+        # Several optimizer steps per image batch (position chunks) need manual optimisation.
+        self.automatic_optimization = False
 
     def on_fit_start(self) -> None:
         """Choose the subnets' training precision for the device the model trains on."""
@@ -194,15 +205,26 @@ class HGAD(FlowModuleMixin, AnomalibModule):
     # --- steps ----------------------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, batch_idx: int, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """All positions of every level in one step; the levels' losses are summed."""
+        """Encode once, then one optimizer step per chunk (the levels' losses summed); the schedule steps per batch."""
         del args, kwargs
         labels = self.class_labels(batch, required=True)
-        levels = self.model(batch.image)
-        loss, terms = self.loss(self.model.priors, levels, labels, intra=self.intra_stage(batch_idx))
+        intra, optimizer, priors = self.intra_stage(batch_idx), self.optimizers(), self.model.priors
+        total, logged, steps = 0.0, {}, 0
+        for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size):
+            levels = [(z, log_det) for _, z, log_det in chunk]
+            loss, terms = self.loss([priors[i] for i, _, _ in chunk], levels, labels, intra=intra)  # type: ignore[index]
+            loss = self.check_loss(loss)
+            optimizer.zero_grad()  # type: ignore[union-attr]
+            self.manual_backward(loss)
+            optimizer.step()  # type: ignore[union-attr]
+            total, steps = total + loss.detach(), steps + 1
+            logged = {k: logged.get(k, 0.0) + v for k, v in terms.items()}
+        self.lr_schedulers().step()  # type: ignore[union-attr]
         size = batch.image.shape[0]
-        self.log("train_loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log_dict({f"train_{k}": v for k, v in terms.items()}, on_step=False, on_epoch=True, batch_size=size)
-        return {"loss": self.check_loss(loss)}
+        self.log("train_loss", total / steps, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
+        means = {f"train_{k}": v / steps for k, v in logged.items()}
+        self.log_dict(means, on_step=False, on_epoch=True, batch_size=size)
+        return {"loss": total / steps}
 
     def intra_stage(self, batch_idx: int) -> bool:
         """Whether the intra-class terms are on at this (fractional) epoch."""

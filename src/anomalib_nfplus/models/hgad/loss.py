@@ -14,7 +14,7 @@ with ``d_y = -||z - mu_y||^2 / 2`` the unnormalised inter-class log-densities:
   included), the CFLOW-style term of the official code.
 
 ``total = lambda_inter * L_g - lambda_mi * L_mi + L_e`` and, in the intra-class stage, ``+ L_g_intra + L_z``.
-Every term is the mean over all positions of the level; the levels are summed (one optimizer step per batch).
+Every term is the mean over the positions given for a level (all of them, or one chunk); the levels are summed.
 """
 
 from collections.abc import Sequence
@@ -130,7 +130,8 @@ class HGADLoss(nn.Module):
 
         Args:
             priors (Sequence[HierarchicalGaussianMixture]): One prior per level.
-            levels (Sequence[tuple[torch.Tensor, torch.Tensor]]): ``(z (B, H, W, D), log_det (B, H, W))`` per level.
+            levels (Sequence[tuple[torch.Tensor, torch.Tensor]]): ``(z (B, ..., D), log_det (B, ...))`` per level,
+                e.g. ``(B, H, W, D)`` maps or ``(B, P, D)`` chunks of positions.
             labels (torch.Tensor): Class index per image ``(B,)``.
             intra (bool): Add the intra-class terms (second stage of the schedule).
 
@@ -140,8 +141,7 @@ class HGADLoss(nn.Module):
         total = labels.new_zeros((), dtype=levels[0][0].dtype)
         logged: dict[str, torch.Tensor] = {}
         for prior, (z, log_det) in zip(priors, levels, strict=True):
-            positions = z.shape[1] * z.shape[2]
-            y = labels.repeat_interleave(positions)
+            y = labels.repeat_interleave(log_det[0].numel())  # positions per image
             terms = self.level_terms(prior, z.reshape(-1, z.shape[-1]), log_det.reshape(-1), y, intra)
             total = total + self.combine(terms)
             for name, value in terms.items():

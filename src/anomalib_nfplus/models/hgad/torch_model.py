@@ -10,7 +10,7 @@ statistics, whose size depends on the number of classes) can be built after cons
 :meth:`HGADModel.build_prior`, because a multi-class datamodule tells the number of classes only at set-up.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -145,8 +145,28 @@ class HGADModel(nn.Module):
 
     def latents(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Backbone features of every level through that level's flow."""
-        features = [f for scale in self.extractor(images) for f in scale]
-        return self.flows(features)
+        return self.flows(self.features(images))
+
+    def features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Backbone features ``(B, C, h, w)`` of every level (layers within scales)."""
+        return [f for scale in self.extractor(images) for f in scale]
+
+    def training_chunks(
+        self,
+        images: torch.Tensor,
+        fiber_batch_size: int | None = None,
+    ) -> Iterator[list[tuple[int, torch.Tensor, torch.Tensor]]]:
+        """Encode once, then yield ``[(level, z, log_det)]`` per optimizer step.
+
+        ``fiber_batch_size=None`` (official): every position of every level in one step, ``z (B, h, w, D)``.
+        Otherwise :meth:`PositionalFlows.position_chunks`: groups of positions shared by all images, about
+        ``fiber_batch_size`` fibers over all levels per step, ``z (B, p, D)``.
+        """
+        features = self.features(check_images(images))
+        if fiber_batch_size is None:
+            yield [(i, *level) for i, level in enumerate(self.flows(features))]
+            return
+        yield from self.flows.position_chunks(features, fiber_batch_size)
 
     def score(
         self,

@@ -22,6 +22,20 @@ def test_matches_per_fiber_application():
     assert torch.allclose(ld0[b, h, w], ld[0], atol=1e-6)
 
 
+def test_position_chunks_cover_every_fiber_once_with_the_level_values():
+    torch.manual_seed(0)
+    flows = PositionalFlows([8, 12], n_blocks=2, cond_dim=8).double().eval()
+    feats = [torch.randn(3, 8, 4, 5).double(), torch.randn(3, 12, 2, 3).double()]
+    chunks = list(flows.position_chunks(feats, fiber_batch_size=15))
+    assert len(chunks) == round((60 + 18) / 15)
+    for level, (z, log_det) in enumerate(flows(feats)):
+        parts = [(zc, ldc) for chunk in chunks for index, zc, ldc in chunk if index == level]
+        z_chunks, det_chunks = torch.cat([zc for zc, _ in parts], 1), torch.cat([ld for _, ld in parts], 1)
+        assert det_chunks.shape == (3, log_det[0].numel())  # every position of every image, once
+        torch.testing.assert_close(det_chunks.sort().values, log_det.flatten(1).sort().values)
+        torch.testing.assert_close(z_chunks.sum(-1).sort().values, z.flatten(1, 2).sum(-1).sort().values)
+
+
 def test_factored_coupling_equals_the_concatenating_block():
     torch.manual_seed(0)
     block = PositionalFlows([6], n_blocks=1, cond_dim=8).double().flows[0].blocks[0]
