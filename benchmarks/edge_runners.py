@@ -19,7 +19,16 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics.functional.classification import binary_auroc
 
-__all__ = ["Sample", "accuracy", "backbone_of", "latency", "load_test_samples", "openvino_runner", "torch_runner"]
+__all__ = [
+    "FlatOutputs",
+    "Sample",
+    "accuracy",
+    "backbone_of",
+    "latency",
+    "load_test_samples",
+    "openvino_runner",
+    "torch_runner",
+]
 
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -73,11 +82,31 @@ def openvino_runner(path: Path, config: dict[str, str]) -> Runner:
     return run
 
 
+class FlatOutputs(nn.Module):
+    """A feature extractor whose (possibly nested) list outputs become one tuple of tensors, for the exporters."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Every tensor the wrapped extractor returns, depth first."""
+        pending, flat = [self.module(images)], []
+        while pending:
+            item = pending.pop()
+            if isinstance(item, torch.Tensor):
+                flat.append(item)
+            else:
+                pending.extend(reversed(list(item.values() if isinstance(item, dict) else item)))
+        return tuple(flat)
+
+
 def backbone_of(model: nn.Module) -> nn.Module | None:
     """The plugin feature extractor inside a model (the floor no flow model can beat), if it has one."""
     from anomalib_nfplus.backbones import FeatureExtractor, PyramidFeatureExtractor
 
-    return next((m for m in model.modules() if isinstance(m, FeatureExtractor | PyramidFeatureExtractor)), None)
+    found = next((m for m in model.modules() if isinstance(m, FeatureExtractor | PyramidFeatureExtractor)), None)
+    return None if found is None else FlatOutputs(found).eval()
 
 
 def accuracy(run: Runner, samples: list[Sample]) -> dict[str, float]:

@@ -43,3 +43,19 @@ def test_latency_reports_median_and_p95():
     stats = edge_runners.latency(calls.append, 1, runs=20, warmup=3)
     assert len(calls) == 23
     assert 0 <= stats["median_ms"] <= stats["p95_ms"]
+
+
+def test_pyramid_backbone_converts_to_openvino():
+    """HGAD's extractor returns lists per scale; the timed backbone must still convert (it crashed edge.py)."""
+    import openvino as ov
+    import torch
+
+    from anomalib_nfplus.models.hgad import HGADModel
+
+    model = HGADModel("tf_efficientnet_lite0", ["blocks.2", "blocks.4"], pre_trained=False, pyramid_scales=(1.0, 0.5))
+    backbone = edge_runners.backbone_of(model)
+    image = torch.rand(1, 3, 64, 64)
+    outputs = backbone(image)
+    assert [tuple(o.shape) for o in outputs] == [(1, 40, 8, 8), (1, 112, 4, 4), (1, 40, 4, 4), (1, 112, 2, 2)]
+    compiled = ov.Core().compile_model(ov.convert_model(backbone, example_input=image), "CPU")
+    assert len(compiled.outputs) == 4
