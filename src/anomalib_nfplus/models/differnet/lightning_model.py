@@ -83,6 +83,10 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         visualizer (Visualizer | bool, optional): Defaults to ``True``.
     """
 
+    # INT8: the score is the density of one pooled vector per view, which bias correction keeps centred (MTD image
+    # AUROC FP32 0.905; INT8 0.881 without, 0.901 with bias correction).
+    int8_bias_correction = True
+
     def __init__(
         self,
         backbone: str = "tf_efficientnet_lite0",

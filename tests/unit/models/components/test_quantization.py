@@ -122,3 +122,27 @@ def test_the_mixin_asks_the_model_for_its_scope():
     consumers = _quantised_consumers(quantised)
     assert consumers
     assert "backbone_conv" not in consumers
+
+
+def test_bias_correction_is_per_model(monkeypatch):
+    """Off by default (CflowAD, HGAD), on for DifferNet (pooled features); the mixin passes the model's choice."""
+    from anomalib_nfplus.models import HGAD, CflowAD, DifferNet
+    from anomalib_nfplus.models.components import FlowModuleMixin, lightning
+
+    seen = []
+    monkeypatch.setattr(lightning, "quantize_with_training_images", lambda *a, **k: seen.append(k["bias_correction"]))
+    monkeypatch.setattr(FlowModuleMixin, "int8_ignored_scope", lambda self, model: None)
+    for model_class in (CflowAD, HGAD, DifferNet):
+        model_class._post_training_quantization_ov(model_class.__new__(model_class), object(), _DataModule())
+    assert seen == [False, False, True]
+
+
+def test_bias_correction_reaches_nncf(monkeypatch):
+    import nncf
+
+    dm = _DataModule()
+    seen = []
+    monkeypatch.setattr(nncf, "quantize", lambda *a, **k: seen.append(k["advanced_parameters"].disable_bias_correction))
+    for bias_correction in (False, True):
+        quantize_with_training_images(_graph_conv_flow_blur(), dm, bias_correction=bias_correction)
+    assert seen == [True, False]
