@@ -20,7 +20,12 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
 from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor
-from anomalib_nfplus.models.components.positional_flows import SubnetPrecision, subnet_dtype, use_subnet_precision
+from anomalib_nfplus.models.components.positional_flows import (
+    SubnetPrecision,
+    check_fiber_batch_size,
+    subnet_dtype,
+    use_subnet_precision,
+)
 
 from .anomaly_map import Scoring
 from .loss import CflowADLoss
@@ -136,13 +141,9 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Encode the batch once, then one optimizer step per fiber chunk; the schedule steps per batch."""
         del args, kwargs
-        optimizer, total, steps = self.optimizers(), 0.0, 0
+        total, steps = 0.0, 0
         for log_probs in self.model.training_chunks(batch.image, self.fiber_batch_size, self.per_level_steps):
-            loss = self.check_loss(self.loss(log_probs))
-            optimizer.zero_grad()  # type: ignore[union-attr]
-            self.manual_backward(loss)
-            optimizer.step()  # type: ignore[union-attr]
-            total, steps = total + loss.detach(), steps + 1
+            total, steps = total + self.manual_step(self.loss(log_probs)), steps + 1
         self.lr_schedulers().step()  # type: ignore[union-attr]
         self.log("train_loss", total / steps, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch.image))
         return {"loss": total / steps}
@@ -164,9 +165,7 @@ def _check_training_args(
     lr: float,
     warmup_epochs: float | None,
 ) -> None:
-    if fiber_batch_size is not None and (isinstance(fiber_batch_size, bool) or fiber_batch_size < 1):
-        msg = f"fiber_batch_size must be None (all fibers per step) or a positive int, got {fiber_batch_size!r}."
-        raise ValueError(msg)
+    check_fiber_batch_size(fiber_batch_size)
     if per_level_steps and fiber_batch_size is None:
         msg = "per_level_steps=True needs a fiber_batch_size (the official setting is 256)."
         raise ValueError(msg)

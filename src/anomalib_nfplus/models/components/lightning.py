@@ -11,6 +11,7 @@ What the mixin gives every model:
     - training-data score statistics, re-collected whenever the weights changed, before validation, testing and
       prediction, so maps are normalised without looking at the images being scored;
     - a non-finite-loss guard that saves the last finite weights and stops with the step that failed;
+    - :meth:`manual_step`, one guarded optimizer step per fiber chunk for models that train in chunks;
     - strict checkpoint loading with a message that says what does not match and how to fix it;
     - the warm-up + cosine schedule stepped per optimizer step;
     - ``INT8_PTQ`` export calibrated on training images (anomalib uses the validation set, which holds defects)
@@ -139,6 +140,18 @@ class FlowModuleMixin:
         self._statistics_stale = False
 
     # --- safety ---------------------------------------------------------------------------------------------
+
+    def manual_step(self, loss: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on ``loss`` under manual optimisation (checked finite first); returns it detached.
+
+        For models that take several steps per image batch (fiber chunks): encode once, then one step per chunk.
+        """
+        loss = self.check_loss(loss)
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss.detach()
 
     def check_loss(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Return ``loss`` if finite; otherwise save the last finite weights and stop with the failing step."""

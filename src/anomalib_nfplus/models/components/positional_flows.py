@@ -25,10 +25,27 @@ from torch.nn import functional as F
 from anomalib_nfplus.flows import AllInOneCoupling, allinone_clamp, allinone_flow, positional_encoding_2d
 from anomalib_nfplus.flows.functional import ALLINONE_COEFF_SCALE
 
-__all__ = ["PositionalFlows", "SubnetPrecision", "coupling_forward", "subnet_dtype", "use_subnet_precision"]
+__all__ = [
+    "PositionalFlows",
+    "SubnetPrecision",
+    "check_fiber_batch_size",
+    "coupling_forward",
+    "subnet_dtype",
+    "use_subnet_precision",
+]
 
 #: Precision of the coupling subnets' matrix products in training (see :func:`subnet_dtype`).
 SubnetPrecision = Literal["auto", "float32", "bfloat16"]
+
+
+def check_fiber_batch_size(fiber_batch_size: int | None) -> None:
+    """Refuse a ``fiber_batch_size`` that is neither ``None`` nor a positive int (see :meth:`position_chunks`)."""
+    if fiber_batch_size is not None and (isinstance(fiber_batch_size, bool) or fiber_batch_size < 1):
+        msg = (
+            "fiber_batch_size must be None (all fibers in one step per image batch) or a positive int, "
+            f"got {fiber_batch_size!r}."
+        )
+        raise ValueError(msg)
 
 
 def subnet_dtype(precision: SubnetPrecision, device: torch.device) -> torch.dtype | None:

@@ -26,7 +26,12 @@ from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
 from anomalib_nfplus.models.components import FlowModuleMixin, check_top_k, flow_pre_processor
-from anomalib_nfplus.models.components.positional_flows import SubnetPrecision, subnet_dtype, use_subnet_precision
+from anomalib_nfplus.models.components.positional_flows import (
+    SubnetPrecision,
+    check_fiber_batch_size,
+    subnet_dtype,
+    use_subnet_precision,
+)
 
 from .loss import HGADLoss
 from .torch_model import HGADModel
@@ -127,9 +132,7 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         check_top_k(top_k)
-        if fiber_batch_size is not None and (isinstance(fiber_batch_size, bool) or fiber_batch_size < 1):
-            msg = f"fiber_batch_size must be None (all positions per step) or a positive int, got {fiber_batch_size!r}."
-            raise ValueError(msg)
+        check_fiber_batch_size(fiber_batch_size)
         subnet_dtype(subnet_precision, torch.device("cpu"))  # validates the value
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
@@ -208,16 +211,12 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         """Encode once, then one optimizer step per chunk (the levels' losses summed); the schedule steps per batch."""
         del args, kwargs
         labels = self.class_labels(batch, required=True)
-        intra, optimizer, priors = self.intra_stage(batch_idx), self.optimizers(), self.model.priors
+        intra, priors = self.intra_stage(batch_idx), self.model.priors
         total, logged, steps = 0.0, {}, 0
         for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size):
             levels = [(z, log_det) for _, z, log_det in chunk]
             loss, terms = self.loss([priors[i] for i, _, _ in chunk], levels, labels, intra=intra)  # type: ignore[index]
-            loss = self.check_loss(loss)
-            optimizer.zero_grad()  # type: ignore[union-attr]
-            self.manual_backward(loss)
-            optimizer.step()  # type: ignore[union-attr]
-            total, steps = total + loss.detach(), steps + 1
+            total, steps = total + self.manual_step(loss), steps + 1
             logged = {k: logged.get(k, 0.0) + v for k, v in terms.items()}
         self.lr_schedulers().step()  # type: ignore[union-attr]
         size = batch.image.shape[0]
