@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anomalib.data import AnomalibDataModule, MVTecAD
+from anomalib.data.utils import ValSplitMode
 from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, SequentialSampler
 from torchvision.transforms.v2 import Transform
@@ -79,6 +80,13 @@ class Unified(AnomalibDataModule):
         test_augmentations (Transform | None, optional): Defaults to ``None``.
         augmentations (Transform | None, optional): For every split without its own. Defaults to ``None``.
         seed (int | None, optional): Seed of the datamodules built from ``root``/``categories``. Defaults to ``None``.
+        val_split_mode (ValSplitMode | str, optional): Validation split of the datamodules built from
+            ``root``/``categories`` (with ``datamodules``, each keeps its own). ``"same_as_test"`` (anomalib's
+            default) fits the post-processor's thresholds on the test images and their labels; ``"synthetic"``
+            carves ``val_split_ratio`` of each category's training images and adds synthetic defects, so no test
+            label is used. Defaults to ``"same_as_test"``.
+        val_split_ratio (float, optional): Share of training images for a ``"synthetic"`` or ``"from_train"``
+            validation split. Defaults to ``0.5``.
         category_metrics (bool, optional): Add :class:`PerCategoryMetrics` to the trainer that uses this
             datamodule. Defaults to ``True``.
     """
@@ -99,6 +107,8 @@ class Unified(AnomalibDataModule):
         augmentations: Transform | None = None,
         seed: int | None = None,
         category_metrics: bool = True,
+        val_split_mode: ValSplitMode | str = ValSplitMode.SAME_AS_TEST,
+        val_split_ratio: float = 0.5,
     ) -> None:
         super().__init__(
             train_batch_size=train_batch_size,
@@ -110,7 +120,8 @@ class Unified(AnomalibDataModule):
             augmentations=augmentations,
             seed=seed,
         )
-        self.datamodules = _datamodules(datamodules, root, categories, seed)
+        split = {"val_split_mode": ValSplitMode(val_split_mode), "val_split_ratio": val_split_ratio}
+        self.datamodules = _datamodules(datamodules, root, categories, seed, split)
         self._class_names = _names(self.datamodules, names)
         self.image_size = _size(image_size)
         self.category_metrics = category_metrics
@@ -190,9 +201,13 @@ def _datamodules(
     root: str | Path | None,
     categories: Sequence[str] | None,
     seed: int | None,
+    split: dict,
 ) -> list[AnomalibDataModule]:
     if datamodules is not None and (root is not None or categories is not None):
         msg = "Give either datamodules=[...] or root=... with categories=[...], not both."
+        raise UnifiedDataError(msg)
+    if datamodules is not None and split["val_split_mode"] != ValSplitMode.SAME_AS_TEST:
+        msg = "val_split_mode applies to root=/categories=; with datamodules=[...], set it on each datamodule."
         raise UnifiedDataError(msg)
     if datamodules is None:
         if root is None or categories is None or isinstance(categories, str) or not categories:
@@ -201,7 +216,7 @@ def _datamodules(
                 f"root> with categories=[<name>, ...] (got root={root!r}, categories={categories!r})."
             )
             raise UnifiedDataError(msg)
-        return [MVTecAD(root=root, category=str(category), seed=seed) for category in categories]
+        return [MVTecAD(root=root, category=str(category), seed=seed, **split) for category in categories]
     datamodules = list(datamodules)
     if not datamodules:
         msg = "datamodules is empty; give at least one anomalib image datamodule."
