@@ -15,9 +15,42 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-__all__ = ["EdgeModel", "Prediction", "read_rgb"]
+__all__ = ["PRECISIONS", "EdgeModel", "Prediction", "precision_config", "read_rgb"]
 
 OUTPUT_NAMES = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
+
+#: ``EdgeModel(precision=...)`` values: an OpenVINO ``INFERENCE_PRECISION_HINT``, or ``"auto"`` for the device's own.
+PRECISIONS = ("f32", "bf16", "f16", "auto")
+_HINT = "INFERENCE_PRECISION_HINT"
+_VIRTUAL_DEVICES = {"AUTO", "HETERO", "MULTI", "BATCH"}
+
+
+def precision_config(
+    core: Any,
+    device: str,
+    precision: str,
+    config: Mapping[str, str] | None,
+) -> dict[str, str]:
+    """Compile properties with the precision hint for ``device`` (``config``'s own hint, if any, wins).
+
+    OpenVINO's CPU plugin computes in bfloat16 by default on CPUs with AVX512-BF16 or AMX and its GPU plugin in
+    float16, so an exported model's scores would differ from torch's. ``"f32"`` asks for float32 wherever the device
+    takes a precision hint (devices that do not, such as some NPUs, keep their own precision).
+    """
+    if precision not in PRECISIONS:
+        msg = f"precision must be one of {PRECISIONS}, got {precision!r}."
+        raise ValueError(msg)
+    properties = dict(config or {})
+    if precision == "auto" or _HINT in properties:
+        return properties
+    base = device.split(":")[0].split(".")[0]
+    if base not in _VIRTUAL_DEVICES and _HINT not in core.get_property(device, "SUPPORTED_PROPERTIES"):
+        if precision != "f32":
+            msg = f"OpenVINO device {device!r} takes no {_HINT}; run it with precision 'auto' (its own precision)."
+            raise ValueError(msg)
+        return properties
+    properties[_HINT] = precision
+    return properties
 
 
 @dataclass(frozen=True)
@@ -61,9 +94,12 @@ class EdgeModel:
     Args:
         path (str | Path): ``model.xml`` (with ``model.bin`` beside it) or ``model.onnx``.
         device (str, optional): OpenVINO device: ``CPU``, ``GPU``, ``NPU`` or ``AUTO``. Defaults to ``"CPU"``.
-        config (Mapping[str, str] | None, optional): Compile properties, e.g.
-            ``{"INFERENCE_PRECISION_HINT": "f32"}`` for bit-faithful float32 on CPUs that default to bf16.
+        config (Mapping[str, str] | None, optional): Compile properties; an ``INFERENCE_PRECISION_HINT`` here
+            overrides ``precision``. Defaults to ``None``.
         cache_dir (str | Path | None, optional): OpenVINO model cache (faster second start); off if ``None``.
+        precision (str, optional): Inference precision: ``"f32"`` (the exported float32 graph as torch computes
+            it), ``"bf16"`` or ``"f16"`` (faster on hardware with native support, less accurate: see the README),
+            or ``"auto"`` (the device's default, bfloat16 on CPUs with AVX512-BF16/AMX). Defaults to ``"f32"``.
     """
 
     def __init__(
@@ -72,6 +108,7 @@ class EdgeModel:
         device: str = "CPU",
         config: Mapping[str, str] | None = None,
         cache_dir: str | Path | None = None,
+        precision: str = "f32",
     ) -> None:
         import openvino as ov
 
@@ -87,7 +124,8 @@ class EdgeModel:
             raise ValueError(msg)
         if cache_dir is not None:
             core.set_property({"CACHE_DIR": str(cache_dir)})
-        self.compiled = core.compile_model(core.read_model(path), device, dict(config or {}))
+        properties = precision_config(core, device, precision, config)
+        self.compiled = core.compile_model(core.read_model(path), device, properties)
         self.device = device
         self._input = self.compiled.input(0)
         self.output_names = [next(iter(out.get_names())) for out in self.compiled.outputs]

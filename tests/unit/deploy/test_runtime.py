@@ -137,3 +137,40 @@ def test_errors_name_the_fix(tmp_path, tiny_ir):
         run_inference(EdgeModel(tiny_ir), str(tiny_ir), batch_size=0)
     with pytest.raises(ValueError, match="image, got shape"):
         EdgeModel(tiny_ir).predict(np.zeros((2, 3, 4, 5)))
+
+
+def _hint(edge: EdgeModel) -> str:
+    return edge.compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+
+
+def _native_bf16() -> bool:
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def test_float32_by_default_and_lower_precision_on_request(tiny_ir):
+    """OpenVINO's CPU default is bf16 on AVX512-BF16/AMX CPUs; the runtime must not inherit it silently."""
+    assert _hint(EdgeModel(tiny_ir)) == "f32"
+    assert _hint(EdgeModel(tiny_ir, precision="bf16")) == ("bf16" if _native_bf16() else "f32")
+    assert _hint(EdgeModel(tiny_ir, precision="bf16", config={"INFERENCE_PRECISION_HINT": "f32"})) == "f32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        EdgeModel(tiny_ir, precision="fp32")
+
+
+def test_cli_precision_flag_reaches_the_compiled_model(tiny_ir, images, monkeypatch):
+    from anomalib_nfplus import cli
+    from anomalib_nfplus.deploy import runtime
+
+    built: list[EdgeModel] = []
+
+    class Recording(runtime.EdgeModel):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(runtime, "EdgeModel", Recording)
+    image = str(images / "a.png")
+    assert cli.main(["infer", "--model", str(tiny_ir), "--input", image]) == 0
+    assert cli.main(["infer", "--model", str(tiny_ir), "--input", image, "--precision", "bf16"]) == 0
+    assert [_hint(model) for model in built] == ["f32", "bf16" if _native_bf16() else "f32"]
