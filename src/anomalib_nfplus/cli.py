@@ -27,8 +27,7 @@ def _infer(args: argparse.Namespace) -> int:
     from anomalib_nfplus.deploy.infer import run_inference
     from anomalib_nfplus.deploy.runtime import EdgeModel
 
-    config = {"INFERENCE_PRECISION_HINT": args.precision} if args.precision else None
-    model = EdgeModel(args.model, device=args.device, config=config)
+    model = EdgeModel(args.model, device=args.device, precision=args.precision)
     output = Path(args.output) if args.output else None
     run_inference(model, args.input, output, batch_size=args.batch_size, max_frames=args.max_frames)
     return 0
@@ -58,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--device", default="CPU", help="OpenVINO device: CPU, GPU, NPU, AUTO")
     infer.add_argument("--batch-size", type=int, default=1, help="images per inference call")
     infer.add_argument("--max-frames", type=int, help="stop after N images (cameras stream forever)")
-    infer.add_argument("--precision", help="INFERENCE_PRECISION_HINT, e.g. f32 (default: the device's choice)")
+    infer.add_argument(
+        "--precision",
+        choices=("f32", "bf16", "f16", "auto"),
+        default="f32",
+        help="inference precision: f32 (default, as torch), bf16/f16 (faster where native, less accurate), "
+        "auto (the device's default)",
+    )
     infer.set_defaults(func=_infer)
     return parser
 
