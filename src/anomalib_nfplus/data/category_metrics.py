@@ -79,8 +79,9 @@ class PerCategoryMetrics(Callback):
         self._pending = outputs if getattr(outputs, "pred_score", None) is not None else batch
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Compute the per-category AUROCs and log them."""
+        """Compute the per-category AUROCs and log them (over the whole test set when several processes test)."""
         self._consume()
+        self._gather(trainer)
         if self._unlabelled and not self._scores:
             logger.warning("PerCategoryMetrics: test batches have no class_index (not a Unified datamodule); skipped.")
             return
@@ -92,6 +93,25 @@ class PerCategoryMetrics(Callback):
                 trainer.callback_metrics[key] = torch.tensor(value)
                 trainer.logged_metrics[key] = torch.tensor(value)
         self._reset()
+
+    def _gather(self, trainer: Trainer) -> None:
+        """Under DDP each process tested its share of the images: give every process all of them.
+
+        AUROC does not decompose over shards, so the values themselves are gathered (CPU tensors, as anomalib's
+        own AUROC gathers its predictions); every process then computes and logs the same numbers.
+        """
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        if world == 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        local = (self._scores, self._labels, self._maps, self._masks, self._unlabelled)
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, local)
+        self._reset()
+        for *parts, unlabelled in gathered:
+            for mine, theirs in zip((self._scores, self._labels, self._maps, self._masks), parts, strict=True):
+                for index, values in theirs.items():
+                    mine[index].extend(values)
+            self._unlabelled = self._unlabelled or unlabelled
 
     def _names(self, trainer: Trainer) -> list[str]:
         names = self.class_names or getattr(getattr(trainer, "datamodule", None), "class_names", None)

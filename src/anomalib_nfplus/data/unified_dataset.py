@@ -7,7 +7,7 @@ then brought to a common size and to RGB, tagged with its class index and passed
 datamodule's augmentations (anomalib appends the model's resize there).
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Sized
 
 import pandas as pd
 import torch
@@ -144,20 +144,42 @@ class CategoryBatchSampler(BatchSampler):
 
     Categories without masks give ``gt_mask=None``; anomalib's pixel metrics skip such batches, so the overall
     pixel scores are computed over the categories that have masks, and mixed batches could not be collated.
-    Lightning may re-create the sampler with ``(sampler, batch_size, drop_last)`` (prediction); the categories are
-    read from ``sampler.data_source``.
+    Lightning may re-create the sampler with ``(sampler, batch_size, drop_last)``; the categories are read from
+    the dataset behind ``sampler`` (through Lightning's wrappers).
+
+    Under DDP that sampler is a ``DistributedSampler``, which interleaves the categories and pads the processes
+    with repeated samples. Then the batches of the whole dataset are formed as in one process (from the order of
+    the sampler it wraps) and dealt out in turn, batch ``j`` to process ``j % num_replicas``: every sample is
+    evaluated once, by one process, in a batch of one category. A process may get one batch fewer than another;
+    batches are split when there are fewer of them than processes, so that each process runs the evaluation
+    (and its end-of-epoch collectives) at all.
     """
 
     def __init__(self, sampler: Sampler[int], batch_size: int, drop_last: bool = False) -> None:
         super().__init__(sampler, batch_size, drop_last)
-        source = getattr(sampler, "data_source", None)
+        self.num_replicas = int(getattr(sampler, "num_replicas", 1))
+        self.rank = int(getattr(sampler, "rank", 0))
+        source, self._order = _source_and_order(sampler, distributed=self.num_replicas > 1)
         self.groups = list(getattr(source, "class_indices", None) or [0] * len(source or []))
 
     def __iter__(self) -> Iterator[list[int]]:
-        """Yield batches of at most ``batch_size`` indices from one category each."""
+        """Yield batches of at most ``batch_size`` indices from one category each (this process's share)."""
+        if self.num_replicas == 1:
+            yield from self._batches(self.sampler)
+            return
+        batches = list(self._batches(self._order))
+        while len(batches) < self.num_replicas:  # tiny sets: split the largest batch so every process gets one
+            largest = max(range(len(batches)), key=lambda j: len(batches[j]), default=None)
+            if largest is None or len(batches[largest]) < 2:
+                break
+            batch = batches.pop(largest)
+            batches[largest:largest] = [batch[: (len(batch) + 1) // 2], batch[(len(batch) + 1) // 2 :]]
+        yield from batches[self.rank :: self.num_replicas]
+
+    def _batches(self, indices: Iterable[int]) -> Iterator[list[int]]:
         batch: list[int] = []
         current = None
-        for index in self.sampler:
+        for index in indices:
             group = self.groups[index] if index < len(self.groups) else 0
             if batch and (group != current or len(batch) == self.batch_size):
                 if not (self.drop_last and len(batch) < self.batch_size):  # drop_last: every short batch
@@ -171,3 +193,19 @@ class CategoryBatchSampler(BatchSampler):
     def __len__(self) -> int:
         """Number of batches (counted by walking the sampler once)."""
         return sum(1 for _ in self)
+
+
+def _source_and_order(sampler: Sampler[int], distributed: bool) -> tuple[Sized | None, Sequence[int]]:
+    """The dataset behind ``sampler`` and, for a distributed sampler, the one-process order of all its indices.
+
+    A ``DistributedSampler`` holds the dataset (``dataset``), or, as Lightning's ``DistributedSamplerWrapper``, a
+    dataset of the indices of the sampler it wraps (``dataset._sampler``); a plain sampler holds ``data_source``.
+    """
+    source = getattr(sampler, "data_source", None)
+    if source is None:
+        source = getattr(sampler, "dataset", None)
+    inner = getattr(source, "_sampler", None)  # Lightning's _DatasetSamplerWrapper
+    if inner is not None:
+        order = list(inner) if distributed else []
+        return getattr(inner, "data_source", None) or getattr(inner, "dataset", None), order
+    return source, (range(len(source)) if distributed and source is not None else [])

@@ -50,8 +50,9 @@ class AllInOneCoupling(InvertibleBlock):
         \log|\det J| &= \textstyle\sum s + \sum \log g
 
     :math:`\gamma` is initialised so that :math:`g` = ``global_affine_init``, :math:`b = 0`. :math:`W` is a
-    random rotation from :math:`SO(D)` (``permute_soft=True``) or a permutation matrix; it and its transpose
-    are buffers, so the inverse needs no matrix inversion.
+    random rotation from :math:`SO(D)` (``permute_soft=True``) or a permutation matrix, stored once as a buffer;
+    being orthogonal, its inverse is its transpose, so the inverse pass needs no matrix inversion (and no second
+    buffer that checkpoints, and DDP's buffer broadcasts, would carry as well).
 
     Args:
         dim (int): Channels ``D`` (at least 2).
@@ -101,9 +102,7 @@ class AllInOneCoupling(InvertibleBlock):
         rng = make_generator(seed, generator)
         w = random_rotation(dim, rng) if permute_soft else permutation_matrix(random_permutation(dim, rng))
         self.w_perm: torch.Tensor
-        self.w_perm_inv: torch.Tensor
         self.register_buffer("w_perm", w)
-        self.register_buffer("w_perm_inv", w.T.contiguous())
 
         # Inverse of g = 0.1 * softplus_{0.5}(gamma) at g = global_affine_init.
         gamma0 = math.log(math.expm1(_SOFTPLUS_BETA * global_affine_init / _GLOBAL_SCALE_FACTOR)) / _SOFTPLUS_BETA
@@ -135,7 +134,7 @@ class AllInOneCoupling(InvertibleBlock):
         """Undo mixing (transpose), global affine, then coupling."""
         self.check_inputs(y, cond)
         scale = self.global_scaling()
-        u = (F.linear(y, self.w_perm_inv) - self.global_offset) / scale
+        u = (y @ self.w_perm - self.global_offset) / scale  # forward right-multiplies by W^T; W is orthogonal
         x1, u2 = torch.split(u, self.split, dim=1)
         s, t = self._coefficients(x1, cond)
         x = torch.cat([x1, (u2 - t) * torch.exp(-s)], dim=1)

@@ -102,7 +102,8 @@ def random_rotation(
 class FixedPermutation(InvertibleBlock):
     """Fixed random permutation of the channels, ``y = x[:, perm]``, with ``log_det = 0``.
 
-    DifferNet puts one before every coupling block. The permutation and its inverse are buffers.
+    DifferNet puts one before every coupling block. The permutation is a buffer; its inverse is computed when
+    the inverse pass needs it, so checkpoints carry it once.
 
     Args:
         dim (int): Number of channels ``D``.
@@ -123,9 +124,7 @@ class FixedPermutation(InvertibleBlock):
         super().__init__(dim, cond_dim=0)
         perm = random_permutation(dim, make_generator(seed, generator))
         self.perm: torch.Tensor
-        self.inv_perm: torch.Tensor
         self.register_buffer("perm", perm)
-        self.register_buffer("inv_perm", torch.argsort(perm))
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Permute the channels; log-det 0."""
@@ -135,4 +134,4 @@ class FixedPermutation(InvertibleBlock):
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Undo the permutation; log-det 0."""
         self.check_inputs(y, cond)
-        return y[:, self.inv_perm], y.new_zeros(y.shape[0])
+        return y[:, torch.argsort(self.perm)], y.new_zeros(y.shape[0])

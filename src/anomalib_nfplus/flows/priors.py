@@ -254,9 +254,11 @@ class HierarchicalGaussianMixture(nn.Module):
         if n is not None and y.shape[0] != n:
             msg = f"Got {y.shape[0]} class labels for {n} latents."
             raise ValueError(msg)
-        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
-            msg = f"Class labels must lie in [0, {self.n_classes}), got range [{int(y.min())}, {int(y.max())}]."
-            raise ValueError(msg)
+        if y.numel():
+            low, high = torch.stack(torch.aminmax(y)).tolist()  # one device-to-host copy
+            if low < 0 or high >= self.n_classes:
+                msg = f"Class labels must lie in [0, {self.n_classes}), got range [{low}, {high}]."
+                raise ValueError(msg)
 
     def inter_component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """Return ``log N(z; mu_y, I)`` for the class centres, shape ``(N, Y)``."""
@@ -297,17 +299,33 @@ class HierarchicalGaussianMixture(nn.Module):
         centres = self.intra_centres(detach_main).reshape(-1, self.dim)  # (Y*K, D)
         return _unit_gaussian_log_prob(z, centres, self.include_const).unflatten(1, (self.n_classes, self.n_intra))
 
-    def intra_component_log_prob(self, z: torch.Tensor, y: torch.Tensor, detach_main: bool = False) -> torch.Tensor:
-        """Return ``log N(z_n; mu_{y_n,k}, I)`` for the centres of each sample's class, shape ``(N, K)``."""
-        if not is_tracing():
+    def intra_component_log_prob(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        detach_main: bool = False,
+        validate: bool = True,
+    ) -> torch.Tensor:
+        """Return ``log N(z_n; mu_{y_n,k}, I)`` for the centres of each sample's class, shape ``(N, K)``.
+
+        ``validate=False`` skips :meth:`validate_labels` (it waits for the device) for labels already checked, e.g.
+        once per image batch rather than once per level and fiber chunk in training.
+        """
+        if validate and not is_tracing():
             self.validate_labels(y, z.shape[0])
         all_log_prob = self._all_intra_log_prob(z, detach_main)
         index = y.reshape(-1, 1, 1).expand(-1, 1, self.n_intra)
         return all_log_prob.gather(1, index).squeeze(1)
 
-    def class_log_prob(self, z: torch.Tensor, y: torch.Tensor, detach_main: bool = False) -> torch.Tensor:
+    def class_log_prob(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor,
+        detach_main: bool = False,
+        validate: bool = True,
+    ) -> torch.Tensor:
         """Return the intra-class mixture of each sample's class, ``log sum_k pi_{y,k} N(z; mu_{y,k}, I)``."""
-        component_log_prob = self.intra_component_log_prob(z, y, detach_main)  # validates y first
+        component_log_prob = self.intra_component_log_prob(z, y, detach_main, validate)  # validates y first
         log_weights = torch.log_softmax(self.intra_logits, dim=1)[y]  # (N, K)
         return torch.logsumexp(component_log_prob + log_weights, dim=1)
 

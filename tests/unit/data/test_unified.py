@@ -167,6 +167,61 @@ def test_batch_sampler_splits_at_category_changes():
     assert list(sampler) == [[0, 1], [3, 4]]
 
 
+class _Categories:
+    """A dataset stand-in: its length and the class of every sample (all the batch sampler reads)."""
+
+    def __init__(self, class_indices: list[int]) -> None:
+        self.class_indices = class_indices
+
+    def __len__(self) -> int:
+        return len(self.class_indices)
+
+
+def _per_rank(make_sampler, world: int) -> list[list[list[int]]]:
+    return [list(CategoryBatchSampler(make_sampler(rank), batch_size=3)) for rank in range(world)]
+
+
+@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("wrapper", ["DistributedSampler", "DistributedSamplerWrapper", "Unrepeated"])
+def test_batch_sampler_under_ddp_deals_one_process_batches(world, wrapper):
+    """What Lightning builds under DDP: every sample once over the processes, in the 1-process batches."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+    from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
+    from torch.utils.data import DistributedSampler
+
+    data = _Categories([0] * 7 + [1] * 2 + [2] * 4)
+    one_process = list(CategoryBatchSampler(SequentialSampler(data), batch_size=3))
+    assert one_process == [[0, 1, 2], [3, 4, 5], [6], [7, 8], [9, 10, 11], [12]]
+    kinds = {
+        "DistributedSampler": lambda rank: DistributedSampler(data, num_replicas=world, rank=rank, shuffle=False),
+        "DistributedSamplerWrapper": lambda rank: DistributedSamplerWrapper(
+            SequentialSampler(data), num_replicas=world, rank=rank, shuffle=False
+        ),
+        "Unrepeated": lambda rank: UnrepeatedDistributedSamplerWrapper(
+            SequentialSampler(data), num_replicas=world, rank=rank, shuffle=False
+        ),
+    }
+    shares = _per_rank(kinds[wrapper], world)
+    dealt = sorted((batch for share in shares for batch in share), key=lambda batch: batch[0])
+    assert dealt == one_process  # same batches, each on exactly one process
+    for rank, share in enumerate(shares):
+        assert share == one_process[rank::world]
+        assert len(CategoryBatchSampler(kinds[wrapper](rank), batch_size=3)) == len(share)
+
+
+def test_batch_sampler_under_ddp_gives_every_process_a_batch():
+    """Fewer batches than processes: batches are split, so no process skips the evaluation's collectives."""
+    from torch.utils.data import DistributedSampler
+
+    data = _Categories([0, 0, 0, 0])
+    shares = [
+        list(CategoryBatchSampler(DistributedSampler(data, num_replicas=3, rank=rank, shuffle=False), batch_size=8))
+        for rank in range(3)
+    ]
+    assert all(shares)
+    assert sorted(i for share in shares for batch in share for i in batch) == [0, 1, 2, 3]
+
+
 def test_batch_sampler_reads_categories_from_the_dataset(unified):
     sampler = CategoryBatchSampler(SequentialSampler(unified.test_data), batch_size=4, drop_last=False)
     assert [len(b) for b in sampler] == [4, 2, 4, 1]

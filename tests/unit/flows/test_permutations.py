@@ -56,8 +56,9 @@ def test_random_rotation_is_not_biased_to_identity():
 def test_fixed_permutation_buffers_and_seeding():
     block = FixedPermutation(7, seed=2)
     assert not list(block.parameters())
-    assert set(block.state_dict()) == {"perm", "inv_perm"}
-    assert torch.equal(block.perm[block.inv_perm], torch.arange(7))
+    assert set(block.state_dict()) == {"perm"}  # the inverse is computed by the inverse pass, not stored
+    x = torch.randn(3, 7)
+    assert torch.equal(block.inverse(block(x)[0])[0], x)
     assert torch.equal(block.perm, FixedPermutation(7, seed=2).perm)
     assert not torch.equal(block.perm, FixedPermutation(7, seed=3).perm)
     assert torch.equal(FixedPermutation(7, generator=_gen(2)).perm, block.perm)
