@@ -80,22 +80,24 @@ class CflowDecoders(PositionalFlows):
         features: Sequence[torch.Tensor],
         fiber_batch_size: int,
         per_level: bool,
-    ) -> Iterator[list[torch.Tensor]]:
-        """Yield the per-level ``log p`` of one random chunk of fibers at a time (one optimizer step each).
+    ) -> Iterator[list[tuple[int, torch.Tensor]]]:
+        """Yield ``[(level, log p)]`` for one random chunk of fibers at a time (one optimizer step each).
 
         ``per_level=True`` is the official scheme: the ``B * H * W`` fibers of each level in turn are shuffled and cut
         into ``E_l // N`` chunks of ``N`` (the remainder dropped), each yielded as a one-element list (its loss trains
         that level only). Otherwise the chunks are :meth:`position_chunks`: groups of positions shared by all images
-        of the batch, about ``N`` fibers over all levels each.
+        of the batch, about ``N`` fibers over all levels each (a level with fewer positions than there are chunks
+        is absent from some). The level indices tell which decoders a chunk's loss does not reach.
         """
         if per_level:
             for index, feature in enumerate(features):
                 x, pos, cond = self._shuffled(feature)
-                for part in torch.split(torch.arange(_usable(len(x), fiber_batch_size)), fiber_batch_size):
-                    yield [self._log_prob(index, x[part], cond, pos[part])]
+                usable = torch.arange(_usable(len(x), fiber_batch_size), device=x.device)  # no per-chunk copy
+                for part in torch.split(usable, fiber_batch_size):
+                    yield [(index, self._log_prob(index, x[part], cond, pos[part]))]
             return
         for chunk in self.position_chunks(features, fiber_batch_size):
-            yield [self._per_dim(i, z, log_det) for i, z, log_det in chunk]
+            yield [(i, self._per_dim(i, z, log_det)) for i, z, log_det in chunk]
 
     def _shuffled(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Fibers ``(B * H * W, C)`` in random order, their position indices and the level's encodings."""

@@ -139,13 +139,23 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         use_subnet_precision(self.model, self.subnet_precision, self.device)
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Encode the batch once, then one optimizer step per fiber chunk; the schedule steps per batch."""
+        """Encode the batch once, then one optimizer step per fiber chunk; the schedule steps per batch.
+
+        A chunk that leaves out a level (``per_level_steps``, or more chunks than the level has positions) names
+        that level's decoder as idle to :meth:`manual_step`, which keeps DDP's gradient reduction whole.
+        """
         del args, kwargs
         total, steps = 0.0, 0
-        for log_probs in self.model.training_chunks(batch.image, self.fiber_batch_size, self.per_level_steps):
-            total, steps = total + self.manual_step(self.loss(log_probs)), steps + 1
+        decoders = self.model.decoders.flows
+        for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size, self.per_level_steps):
+            levels = {level for level, _ in chunk}
+            idle = [p for level, flow in enumerate(decoders) if level not in levels for p in flow.parameters()]
+            loss = self.loss([log_prob for _, log_prob in chunk])
+            total, steps = total + self.manual_step(loss, idle), steps + 1
         self.lr_schedulers().step()  # type: ignore[union-attr]
-        self.log("train_loss", total / steps, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch.image))
+        # sync_dist: the epoch's mean over every process (one reduction at the epoch's end, not per step).
+        logged = {"on_step": False, "on_epoch": True, "batch_size": len(batch.image), "sync_dist": True}
+        self.log("train_loss", total / steps, prog_bar=True, **logged)
         return {"loss": total / steps}
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:

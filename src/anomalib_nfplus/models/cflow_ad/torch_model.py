@@ -72,6 +72,8 @@ class CflowADModel(nn.Module):
         check_top_k(top_k)
         self.top_k = top_k
         self.encoder = FeatureExtractor(backbone, layers, pre_trained=pre_trained, backbone_weights=backbone_weights)
+        #: Smallest image height and width: every level needs at least one feature position.
+        self.min_size = max(self.encoder.strides)
         self.reflect_padding = reflect_padding
         if reflect_padding:
             use_reflect_padding(self.encoder.model)
@@ -85,7 +87,7 @@ class CflowADModel(nn.Module):
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features ``(B, C_l, H_l, W_l)`` of every level, without gradients."""
-        images = check_images(images, min_size=max(self.encoder.strides))
+        images = check_images(images, min_size=self.min_size)
         try:
             return self.encoder(images.contiguous(memory_format=torch.channels_last))
         except RuntimeError as error:
@@ -111,14 +113,14 @@ class CflowADModel(nn.Module):
         images: torch.Tensor,
         fiber_batch_size: int | None = None,
         per_level: bool = False,
-    ) -> Iterator[list[torch.Tensor]]:
-        """Encode once, then yield the per-level log-likelihoods of each fiber chunk (one optimizer step each).
+    ) -> Iterator[list[tuple[int, torch.Tensor]]]:
+        """Encode once, then yield ``[(level, log-likelihoods)]`` of each fiber chunk (one optimizer step each).
 
         ``fiber_batch_size=None`` yields all fibers of all levels at once (one step per image batch).
         """
         features = self.encode(images)
         if fiber_batch_size is None:
-            yield self.decoders.log_prob_maps(features)
+            yield list(enumerate(self.decoders.log_prob_maps(features)))
             return
         yield from self.decoders.fiber_chunks(features, fiber_batch_size, per_level)
 

@@ -11,14 +11,20 @@ them, and one image scored alone gets the same score as inside any batch.
 import torch
 from torch import nn
 
-__all__ = ["TrainingStatistics"]
+__all__ = ["TrainingStatistics", "supports_float64"]
+
+
+def supports_float64(device: torch.device) -> bool:
+    """Whether tensors on ``device`` can be float64 (Apple's MPS backend has no float64)."""
+    return device.type != "mps"
 
 
 class TrainingStatistics(nn.Module):
     """Streaming count, mean, standard deviation, minimum and maximum of ``n_maps`` raw score maps.
 
     Use :meth:`reset`, then :meth:`update` once per map and batch, then :meth:`finalize`. Sums are kept in
-    float64 so millions of positions do not lose precision.
+    float64 so millions of positions do not lose precision: on the buffers' device, or on the CPU for devices
+    without float64 (MPS), which then reduce each batch in float32 and send only its sums to the CPU.
 
     Args:
         n_maps (int): Number of independent maps (e.g. feature levels, or levels x map kinds).
@@ -47,9 +53,10 @@ class TrainingStatistics(nn.Module):
 
     def reset(self) -> None:
         """Start a new collection; the current buffers stay usable until :meth:`finalize`."""
-        self._sums = torch.zeros(self.n_maps, 3, dtype=torch.float64, device=self.mean.device)
-        self._min = torch.full((self.n_maps,), float("inf"), dtype=torch.float64, device=self.mean.device)
-        self._max = torch.full((self.n_maps,), float("-inf"), dtype=torch.float64, device=self.mean.device)
+        device = self.mean.device if supports_float64(self.mean.device) else torch.device("cpu")
+        self._sums = torch.zeros(self.n_maps, 3, dtype=torch.float64, device=device)
+        self._min = torch.full((self.n_maps,), float("inf"), dtype=torch.float64, device=device)
+        self._max = torch.full((self.n_maps,), float("-inf"), dtype=torch.float64, device=device)
 
     @torch.no_grad()
     def update(self, index: int, values: torch.Tensor) -> None:
@@ -57,18 +64,36 @@ class TrainingStatistics(nn.Module):
         if self._sums is None:
             msg = "TrainingStatistics.update called before reset()."
             raise RuntimeError(msg)
-        v = values.detach().double().flatten()
+        v = values.detach().flatten()
+        v = v.double() if supports_float64(v.device) else v.float()
         if not torch.isfinite(v).all():
             msg = (
                 f"Non-finite training scores for map {index}: the flow diverged (NaN/inf log-likelihoods). "
                 "Lower the learning rate or check the input images."
             )
             raise RuntimeError(msg)
-        self._sums[index] += torch.stack(
-            [torch.tensor(float(v.numel()), dtype=v.dtype, device=v.device), v.sum(), (v * v).sum()]
-        )
-        self._min[index] = torch.minimum(self._min[index], v.min())
-        self._max[index] = torch.maximum(self._max[index], v.max())
+        low, high = torch.aminmax(v)
+        batch = torch.stack([v.sum(), (v * v).sum(), low, high]).to(self._sums.device).double()  # move, then cast
+        self._sums[index, 0] += v.numel()
+        self._sums[index, 1:] += batch[:2]
+        self._min[index] = torch.minimum(self._min[index], batch[2])
+        self._max[index] = torch.maximum(self._max[index], batch[3])
+
+    def all_reduce(self) -> None:
+        """Combine the running sums, minima and maxima of every process (``torch.distributed``), before finalising.
+
+        Under DDP each process scores its own share of the training images; counts and sums add up and the
+        extremes take the minimum and maximum, so every process then finalises the statistics of the whole
+        training set, the ones a single process would give (up to the order of the float64 additions). Every
+        process of the default group must call it.
+        """
+        if self._sums is None:
+            msg = "TrainingStatistics.all_reduce called before reset()."
+            raise RuntimeError(msg)
+        distributed = torch.distributed
+        distributed.all_reduce(self._sums, op=distributed.ReduceOp.SUM)
+        distributed.all_reduce(self._min, op=distributed.ReduceOp.MIN)
+        distributed.all_reduce(self._max, op=distributed.ReduceOp.MAX)
 
     def finalize(self) -> None:
         """Turn the sums into the buffers used for scoring."""

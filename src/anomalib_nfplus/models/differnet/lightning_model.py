@@ -193,5 +193,9 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         input_size: tuple[int, int] | None = None,
         **kwargs: Any,
     ) -> Path:
-        """ONNX export whose graph also computes the gradient map (see :mod:`.export`)."""
-        return export_with_gradient_graph(self, super().to_onnx, export_root, model_file_name, input_size, **kwargs)
+        """ONNX export whose graph also computes the gradient map (see :mod:`.export`).
+
+        ``input_size=None`` exports at the pre-processor's size (the gradient graph needs one fixed size).
+        """
+        size = self.export_input_size(input_size)
+        return export_with_gradient_graph(self, super().to_onnx, export_root, model_file_name, size, **kwargs)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from anomalib.data import Batch, InferenceBatch
+from anomalib.data import Batch
 from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
@@ -25,7 +25,8 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
 
-from anomalib_nfplus.models.components import FlowModuleMixin, check_top_k, flow_pre_processor
+from anomalib_nfplus.models.components import FlowModuleMixin, check_top_k, float32_scoring, flow_pre_processor
+from anomalib_nfplus.models.components.distributed import process_grid
 from anomalib_nfplus.models.components.positional_flows import (
     SubnetPrecision,
     check_fiber_batch_size,
@@ -175,11 +176,16 @@ class HGAD(FlowModuleMixin, AnomalibModule):
     # --- classes ------------------------------------------------------------------------------------------
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the prior for the datamodule's number of classes (and record it for checkpoints)."""
-        del stage
+        """Build the prior for the datamodule's number of classes (and record it for checkpoints).
+
+        Outside training, data without class names says nothing about the model: the prior is left for the
+        checkpoint to build (:meth:`load_state_dict`), so a unified model can score a single category.
+        """
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         names = getattr(datamodule, "class_names", None)
         if self.model.n_classes is None:
+            if not names and stage not in {None, "fit"}:
+                return
             self.model.build_prior(len(names) if names else 1)
             self.hparams["n_classes"] = self.model.n_classes
         elif names and len(names) != self.model.n_classes:
@@ -208,21 +214,36 @@ class HGAD(FlowModuleMixin, AnomalibModule):
     # --- steps ----------------------------------------------------------------------------------------------
 
     def training_step(self, batch: Batch, batch_idx: int, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Encode once, then one optimizer step per chunk (the levels' losses summed); the schedule steps per batch."""
+        """Encode once, then one optimizer step per chunk (the levels' losses summed); the schedule steps per batch.
+
+        Parameters a step's loss does not reach (the intra-class centres and weights before their stage, the flow
+        and prior of a level absent from a position chunk) are named idle to :meth:`manual_step`, which keeps
+        DDP's gradient reduction whole without changing the step.
+        """
         del args, kwargs
         labels = self.class_labels(batch, required=True)
-        intra, priors = self.intra_stage(batch_idx), self.model.priors
+        intra, priors, flows = self.intra_stage(batch_idx), self.model.priors, self.model.flows.flows
         total, logged, steps = 0.0, {}, 0
         for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size):
             levels = [(z, log_det) for _, z, log_det in chunk]
+            present = {i for i, _, _ in chunk}
             loss, terms = self.loss([priors[i] for i, _, _ in chunk], levels, labels, intra=intra)  # type: ignore[index]
-            total, steps = total + self.manual_step(loss), steps + 1
+            idle = [
+                parameter
+                for level, (flow, prior) in enumerate(zip(flows, priors, strict=True))  # type: ignore[arg-type]
+                for parameter in (
+                    self.loss.unused_parameters(prior, intra)
+                    if level in present
+                    else [*flow.parameters(), *prior.parameters()]
+                )
+            ]
+            total, steps = total + self.manual_step(loss, idle), steps + 1
             logged = {k: logged.get(k, 0.0) + v for k, v in terms.items()}
         self.lr_schedulers().step()  # type: ignore[union-attr]
-        size = batch.image.shape[0]
-        self.log("train_loss", total / steps, on_step=False, on_epoch=True, prog_bar=True, batch_size=size)
-        means = {f"train_{k}": v / steps for k, v in logged.items()}
-        self.log_dict(means, on_step=False, on_epoch=True, batch_size=size)
+        # sync_dist: the epoch's means over every process (one reduction at the epoch's end, not per step).
+        epoch = {"on_step": False, "on_epoch": True, "batch_size": batch.image.shape[0], "sync_dist": True}
+        self.log("train_loss", total / steps, prog_bar=True, **epoch)
+        self.log_dict({f"train_{k}": v / steps for k, v in logged.items()}, **epoch)
         return {"loss": total / steps}
 
     def intra_stage(self, batch_idx: int) -> bool:
@@ -233,26 +254,13 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         epoch = trainer.current_epoch + batch_idx / max(1, int(trainer.num_training_batches or 1))
         return epoch >= start
 
-    def _predict(self, batch: Batch) -> InferenceBatch:
+    def score_batch(self, batch: Batch) -> Batch:
+        """The mixin's float32 scoring (validation, test, predict), with each image's class when class-conditional."""
         labels = None
         if self.model.scoring == "class_conditional":
             labels = self.class_labels(batch, required=True)
-        return self.model(batch.image, labels)  # type: ignore[return-value]
-
-    def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Score with each image's class when scoring is class-conditional."""
-        del args, kwargs
-        return batch.update(**self._predict(batch)._asdict())
-
-    def test_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """As :meth:`validation_step`."""
-        del args, kwargs
-        return batch.update(**self._predict(batch)._asdict())
-
-    def predict_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """As :meth:`validation_step`."""
-        del args, kwargs
-        return batch.update(**self._predict(batch)._asdict())
+        with float32_scoring(batch.image) as images:
+            return batch.update(**self.model(images, labels)._asdict())
 
     # --- optimisation ---------------------------------------------------------------------------------------
 
@@ -283,9 +291,9 @@ class HGAD(FlowModuleMixin, AnomalibModule):
 
     # --- statistics, loading, export ------------------------------------------------------------------------
 
-    def collect_training_statistics(self, loader: Any) -> None:
+    def _statistics_input(self, batches: Any) -> Iterator[Batch]:
         """As the mixin, but each batch's class indices reach the per-class statistics."""
-        super().collect_training_statistics(self._labelled(loader))
+        return self._labelled(batches)
 
     def _labelled(self, loader: Any) -> Iterator[Batch]:
         n_classes = self.model.n_classes or 1
@@ -297,7 +305,8 @@ class HGAD(FlowModuleMixin, AnomalibModule):
             yield batch
         self.model.pending_labels = None
         missing = sorted(set(range(n_classes)) - seen)
-        if missing:
+        # Under DDP this process scored only its share; a class missing from all shares fails after the reduction.
+        if missing and process_grid(getattr(self, "_trainer", None))[1] == 1:
             names = getattr(getattr(self._trainer, "datamodule", None), "class_names", None) or []
             which = [names[i] if i < len(names) else str(i) for i in missing]
             msg = f"HGAD: no training images for class(es) {which}; every category needs normal training images."

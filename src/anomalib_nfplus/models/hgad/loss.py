@@ -107,10 +107,18 @@ class HGADLoss(nn.Module):
             "L_mi": self.mutual_information(inter, log_weights, self.soft_labels(y, prior.n_classes).to(z.dtype)),
         }
         if intra:
-            class_log_density = prior.class_log_prob(z, y, detach_main=True)
+            # Labels are checked once per image batch (HGAD.class_labels), not per level and chunk (a host sync).
+            class_log_density = prior.class_log_prob(z, y, detach_main=True, validate=False)
             terms["L_g_intra"] = self.intra_nll(class_log_density, log_det, prior.dim)
             terms["L_z"] = self.intra_likelihood(class_log_density, log_det, prior.dim)
         return {name: value.mean() for name, value in terms.items()}
+
+    @staticmethod
+    def unused_parameters(prior: HierarchicalGaussianMixture, intra: bool) -> list[torch.Tensor]:
+        """The prior's parameters that a level's terms do not reach: the intra-class ones before their stage."""
+        if intra:
+            return []
+        return [tensor for tensor in (prior.intra_offsets, prior.intra_logits) if isinstance(tensor, nn.Parameter)]
 
     def combine(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted total of one level's terms (``L_mi`` is maximised, hence subtracted)."""

@@ -10,6 +10,7 @@ statistics, whose size depends on the number of classes) can be built after cons
 :meth:`HGADModel.build_prior`, because a multi-class datamodule tells the number of classes only at set-up.
 """
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -87,6 +88,8 @@ class HGADModel(nn.Module):
             backbone_weights=backbone_weights,
         )
         self.channels = self.extractor.channels * self.extractor.num_levels
+        #: Smallest image height and width: the smallest pyramid level needs one position of the deepest layer.
+        self.min_size = math.ceil(max(self.extractor.strides) / min(self.extractor.scales or (1.0,)))
         self.flows = PositionalFlows(self.channels, n_blocks, cond_dim, clamp_alpha, permute_soft, seed=seed)
         self.n_intra, self.centre_distance, self.seed = n_intra, centre_distance, seed
         self.scoring, self.use_entropy, self.top_k = scoring, use_entropy, top_k
@@ -137,7 +140,7 @@ class HGADModel(nn.Module):
             class_index (torch.Tensor | None, optional): Class per image ``(B,)``; needed by class-conditional
                 scoring only. Defaults to ``None``.
         """
-        images = check_images(images)
+        images = check_images(images, self.min_size)
         levels = self.latents(images)
         if self.training:
             return levels
@@ -162,7 +165,7 @@ class HGADModel(nn.Module):
         Otherwise :meth:`PositionalFlows.position_chunks`: groups of positions shared by all images, about
         ``fiber_batch_size`` fibers over all levels per step, ``z (B, p, D)``.
         """
-        features = self.features(check_images(images))
+        features = self.features(check_images(images, self.min_size))
         if fiber_batch_size is None:
             yield [(i, *level) for i, level in enumerate(self.flows(features))]
             return

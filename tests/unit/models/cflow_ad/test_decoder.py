@@ -54,7 +54,7 @@ def test_chunks_score_fibers_like_the_map():
     chunks = list(decoders.fiber_chunks(features, fiber_batch_size=15, per_level=False))
     assert len(chunks) == round((60 + 18) / 15)
     for level in range(2):
-        values = torch.cat([chunk[level] for chunk in chunks], dim=1)  # (B, positions)
+        values = torch.cat([value for chunk in chunks for i, value in chunk if i == level], dim=1)  # (B, positions)
         assert values.shape == (3, maps[level][0].numel())
         torch.testing.assert_close(values.sort().values, maps[level].flatten(1).sort().values)
 
@@ -63,7 +63,7 @@ def test_small_levels_join_fewer_chunks():
     """More chunks than a level has positions: that level appears in as many chunks as it has positions."""
     chunks = list(_decoders().fiber_chunks(_features(), fiber_batch_size=5, per_level=False))
     assert len(chunks) == min(round(78 / 5), 20)
-    assert sum(value.numel() for chunk in chunks for value in chunk) == 78
+    assert sum(value.numel() for chunk in chunks for _, value in chunk) == 78
     assert sorted({len(chunk) for chunk in chunks}) == [1, 2]
 
 
@@ -71,17 +71,18 @@ def test_per_level_chunks_follow_the_official_scheme():
     """Level 0 has 60 fibers -> 6 chunks of 10; level 1 has 18 -> 1 chunk of 10 (remainder dropped)."""
     chunks = list(_decoders().fiber_chunks(_features(), fiber_batch_size=10, per_level=True))
     assert [len(chunk) for chunk in chunks] == [1] * 7
-    assert [len(chunk[0]) for chunk in chunks] == [10] * 7
+    assert [len(chunk[0][1]) for chunk in chunks] == [10] * 7
+    assert [chunk[0][0] for chunk in chunks] == [0] * 6 + [1]  # the level each trains
 
 
 def test_too_few_fibers_give_one_smaller_chunk():
     """Documented fallback: a batch with fewer fibers than fiber_batch_size is one chunk, not zero steps."""
     features = [f[:1] for f in _features()]  # 20 and 6 fibers
     chunks = list(_decoders().fiber_chunks(features, fiber_batch_size=256, per_level=True))
-    assert [len(chunk[0]) for chunk in chunks] == [20, 6]
+    assert [len(chunk[0][1]) for chunk in chunks] == [20, 6]
     joint = list(_decoders().fiber_chunks(features, fiber_batch_size=256, per_level=False))
     assert len(joint) == 1
-    assert [values.numel() for values in joint[0]] == [20, 6]
+    assert [(level, values.numel()) for level, values in joint[0]] == [(0, 20), (1, 6)]
 
 
 def test_soft_permutations_are_seeded_and_orthogonal():

@@ -58,3 +58,27 @@ def test_subnet_precision_resolves_per_device():
     assert subnet_dtype("auto", torch.device("meta")) is None
     native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert subnet_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+
+
+@pytest.mark.parametrize(("fiber_batch_size", "per_level"), [(100, True), (8, False)])
+def test_every_step_reaches_or_names_every_decoder_parameter(monkeypatch, fiber_batch_size, per_level):
+    """DDP needs a gradient for every parameter at every step: a chunk's loss reaches it or names it idle.
+
+    Per-level steps train one decoder each; with 8-fiber chunks (2 x (8x8 + 4x4) fibers: 20 chunks) there are
+    more chunks than the 4x4 level has positions, so it sits out some.
+    """
+    model = CflowAD(**TINY, condition_dim=8, fiber_batch_size=fiber_batch_size, per_level_steps=per_level)
+    steps = []
+    monkeypatch.setattr(model, "manual_step", lambda loss, idle=(): steps.append((loss, list(idle))) or loss.detach())
+    monkeypatch.setattr(model, "lr_schedulers", lambda: SimpleNamespace(step=lambda: None))
+    monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)
+    model.train()
+    model.training_step(SimpleNamespace(image=torch.rand(2, 3, 32, 32)))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert any(idle for _, idle in steps)
+    for loss, idle in steps:
+        grads = torch.autograd.grad(loss, trainable, allow_unused=True, retain_graph=True)
+        reached = {id(p) for p, grad in zip(trainable, grads, strict=True) if grad is not None}
+        named = {id(p) for p in idle}
+        assert not reached & named
+        assert reached | named == {id(p) for p in trainable}

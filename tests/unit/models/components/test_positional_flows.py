@@ -7,7 +7,7 @@ import torch
 
 from anomalib_nfplus.flows import positional_encoding_2d
 from anomalib_nfplus.models.components import PositionalFlows
-from anomalib_nfplus.models.components.positional_flows import coupling_forward
+from anomalib_nfplus.models.components.positional_flows import coupling_forward, subnet_dtype
 
 
 def test_matches_per_fiber_application():
@@ -84,3 +84,41 @@ def test_errors_name_the_problem():
         flows([torch.randn(1, 4, 2, 2)])
     with pytest.raises(ValueError, match="at least one"):
         PositionalFlows([])
+
+
+def test_encoding_first_built_in_inference_mode_still_trains():
+    """Testing or predicting before fitting builds the cached encodings; autograd must accept them afterwards."""
+    torch.manual_seed(0)
+    flows = PositionalFlows([8], n_blocks=2, cond_dim=8)
+    features = [torch.randn(2, 8, 3, 4)]
+    with torch.inference_mode():
+        flows.eval()(features)
+    ((z, log_det),) = flows.train()(features)
+    (z.square().sum() - log_det.sum()).backward()
+    assert all(p.grad is not None for p in flows.parameters() if p.requires_grad)
+
+
+def test_low_precision_encoding_is_the_float32_encoding_rounded():
+    """Built in bfloat16, the sines of large positions are off by up to 0.34 (256 channels, 128x128)."""
+    flows = PositionalFlows([8], n_blocks=1, cond_dim=256)
+    low = flows.encoding(128, 128, torch.zeros(1, dtype=torch.bfloat16))
+    exact = positional_encoding_2d(256, 128, 128).flatten(1).T
+    assert low.dtype == torch.bfloat16
+    assert torch.equal(low, exact.bfloat16())
+    double = flows.encoding(4, 4, torch.zeros(1, dtype=torch.float64))  # never below float32, never rounded to it
+    assert torch.equal(double, positional_encoding_2d(256, 4, 4, dtype=torch.float64).flatten(1).T)
+
+
+def test_auto_subnet_precision_ignores_emulated_bfloat16(monkeypatch):
+    """T4/V100 emulate bfloat16 (slower than float32); torch counts that as support unless told not to."""
+    asked: list[bool] = []
+
+    def emulated_only(including_emulation: bool = True) -> bool:
+        asked.append(including_emulation)
+        return including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", emulated_only)
+    assert subnet_dtype("auto", torch.device("cuda")) is None
+    assert asked == [False]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert subnet_dtype("auto", torch.device("cuda")) is torch.bfloat16

@@ -67,3 +67,34 @@ def test_bad_arguments(model: HGAD) -> None:
         HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, top_k=2.0)
     with pytest.raises(ValueError, match="scoring"):
         HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, n_blocks=1, scoring="best")
+
+
+def _reached(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> set[int]:
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True, retain_graph=True)
+    return {id(p) for p, grad in zip(parameters, grads, strict=True) if grad is not None}
+
+
+@pytest.mark.parametrize("intra", [False, True])
+def test_every_step_reaches_or_names_every_parameter(model: HGAD, monkeypatch, intra: bool) -> None:
+    """DDP needs a gradient for every parameter at every step: a chunk's loss reaches it or names it idle."""
+    steps = []
+    monkeypatch.setattr(model, "fiber_batch_size", 8)  # 2 x (16 + 4 + 1) fibers: 5 chunks, levels 1, 2 sit out
+    monkeypatch.setattr(model, "manual_step", lambda loss, idle=(): steps.append((loss, list(idle))) or loss.detach())
+    monkeypatch.setattr(model, "intra_stage", lambda batch_idx: intra)
+    monkeypatch.setattr(model, "lr_schedulers", lambda: SimpleNamespace(step=lambda: None))
+    monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)
+    monkeypatch.setattr(model, "log_dict", lambda *args, **kwargs: None)
+    model.train()
+    try:
+        model.training_step(_batch([0, 1]), 0)
+    finally:
+        model.eval()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(steps) == 5
+    assert any(idle for _, idle in steps)
+    for loss, idle in steps:
+        reached, named = _reached(loss, trainable), {id(p) for p in idle}
+        assert not reached & named
+        assert reached | named == {id(p) for p in trainable}
+        priors = model.model.priors
+        assert (id(priors[0].intra_offsets) in named) is not intra  # the intra-class stage decides

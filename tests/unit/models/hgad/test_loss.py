@@ -114,3 +114,22 @@ def test_forward_sums_levels_with_labels_repeated_over_positions() -> None:
 def test_bad_label_smoothing_is_rejected() -> None:
     with pytest.raises(ValueError, match="label_smoothing"):
         HGADLoss(label_smoothing=1.0)
+
+
+def test_training_terms_do_not_wait_for_the_device_to_check_labels(monkeypatch) -> None:
+    """Labels are checked once per image batch; per level and chunk the check would be a host sync each."""
+    checks: list[int] = []
+    original = HierarchicalGaussianMixture.validate_labels
+    monkeypatch.setattr(
+        HierarchicalGaussianMixture,
+        "validate_labels",
+        lambda self, y, n=None: checks.append(len(y)) or original(self, y, n),
+    )
+    torch.manual_seed(0)
+    prior = HierarchicalGaussianMixture(2, 2, 4, include_const=False)
+    HGADLoss()([prior], [(torch.randn(2, 3, 4), torch.randn(2, 3))], torch.tensor([1, 0]), intra=True)
+    assert checks == []
+    prior.class_log_prob(torch.randn(3, 4), torch.tensor([0, 1, 1]))  # direct calls still check
+    assert checks == [3]
+    with pytest.raises(ValueError, match=r"range \[0, 2\]"):
+        prior.validate_labels(torch.tensor([0, 2]))
