@@ -27,9 +27,9 @@ from lightning.pytorch import Callback
 from PIL import Image
 
 from anomalib_nfplus._catalog import MODELS
-from anomalib_nfplus.backbones import offline_weights
 from anomalib_nfplus.data.synthetic import make_mvtec_like
 from anomalib_nfplus.models.components import FlowModuleMixin
+from tests.helpers.tiny_models import tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -38,24 +38,6 @@ IMAGE_SIZE = 64  # the generated data
 SIZE = 48  # the models' pre-processor
 TOLERANCE = 1e-5  # relative, reload against the in-memory model (same float32 computation)
 EXPORT_TOLERANCE = 1e-4  # OpenVINO f32 against torch
-TINY: dict[str, dict[str, Any]] = {
-    "CflowAD": {
-        "layers": ["blocks.2", "blocks.4", "blocks.6"],
-        "coupling_blocks": 2,
-        "condition_dim": 32,
-        "reflect_padding": False,
-    },
-    "HGAD": {"layers": ["blocks.4"], "n_blocks": 2, "cond_dim": 32, "n_intra": 3, "pyramid_scales": [1.0, 0.5]},
-    "DifferNet": {
-        "layers": ["blocks.2"],
-        "n_blocks": 2,
-        "hidden": 32,
-        "depth": 1,
-        "n_train_transforms": 2,
-        "n_test_transforms": 2,
-        "blur_sigma": 1.0,
-    },
-}
 
 
 def _model_class(name: str) -> type:
@@ -65,14 +47,7 @@ def _model_class(name: str) -> type:
 
 
 def _model(name: str) -> FlowModuleMixin:
-    return _model_class(name)(
-        backbone="tf_efficientnet_lite0",
-        pre_trained=False,
-        backbone_weights=str(offline_weights("tf_efficientnet_lite0")),
-        image_size=SIZE,
-        visualizer=False,
-        **TINY[name],
-    )
+    return tiny_model(name, SIZE)
 
 
 def _fresh_model(name: str) -> FlowModuleMixin:

@@ -17,8 +17,8 @@ from anomalib.engine import Engine
 from anomalib.post_processing import PostProcessor
 
 from anomalib_nfplus._catalog import MODELS
-from anomalib_nfplus.backbones import offline_weights
 from anomalib_nfplus.models.components import FlowModuleMixin
+from tests.helpers.tiny_models import TINY, tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -28,48 +28,15 @@ SIZE = 64
 # DifferNet (scores within 7 %). Scoring under autocast, the bug this guards against, left HGAD with one distinct
 # score (no ranking at all).
 MIN_RANK_CORRELATION = 0.9
-TINY: dict[str, dict[str, Any]] = {
-    # float32 subnets, so that the 32-true fit is float32 throughout (``"auto"`` picks bfloat16 on CPUs with it)
-    "CflowAD": {
-        "layers": ["blocks.2", "blocks.4", "blocks.6"],
-        "coupling_blocks": 2,
-        "condition_dim": 32,
-        "reflect_padding": False,
-        "subnet_precision": "float32",
-    },
-    "HGAD": {
-        "layers": ["blocks.4"],
-        "n_blocks": 2,
-        "cond_dim": 32,
-        "n_intra": 3,
-        "pyramid_scales": [1.0, 0.5],
-        "subnet_precision": "float32",
-    },
-    "DifferNet": {
-        "layers": ["blocks.2"],
-        "n_blocks": 2,
-        "hidden": 32,
-        "depth": 1,
-        "n_train_transforms": 2,
-        "n_test_transforms": 2,
-        "blur_sigma": 1.0,
-    },
-}
+# float32 subnets, so that the 32-true fit is float32 throughout (``"auto"`` picks bfloat16 on CPUs with it)
+FLOAT32_SUBNETS = {"CflowAD": {"subnet_precision": "float32"}, "HGAD": {"subnet_precision": "float32"}}
 
 
 def _model(name: str, **kwargs: Any) -> FlowModuleMixin:
-    import anomalib_nfplus
-
     torch.manual_seed(0)
-    return getattr(anomalib_nfplus, name)(
-        backbone="tf_efficientnet_lite0",
-        pre_trained=False,
-        backbone_weights=str(offline_weights("tf_efficientnet_lite0")),
-        image_size=SIZE,
-        visualizer=False,
-        post_processor=PostProcessor(enable_normalization=False),  # raw scores: the flows' own resolution
-        **{**TINY[name], **kwargs},
-    )
+    # raw scores (no post-processor normalisation): the flows' own resolution
+    raw = PostProcessor(enable_normalization=False)
+    return tiny_model(name, SIZE, post_processor=raw, **{**FLOAT32_SUBNETS.get(name, {}), **kwargs})
 
 
 def _engine(root: Any, precision: str, **kwargs: Any) -> Engine:
