@@ -156,8 +156,9 @@ class Unified(AnomalibDataModule):
             train = getattr(datamodule, "train_data", None)
             if train is None or len(train) == 0:
                 msg = (
-                    f"Category {name!r} ({type(datamodule).__name__}) has no training images; check its root and "
-                    "normal folder, or leave the category out."
+                    f"Category {name!r} ({type(datamodule).__name__}) has no training images in "
+                    f"{_training_folder(datamodule)}; put its normal images there, fix its root, or leave the "
+                    "category out."
                 )
                 raise UnifiedDataError(msg)
         self.train_data = self._split("train")
@@ -229,6 +230,22 @@ def _datamodules(
             )
             raise UnifiedDataError(msg)
     return datamodules
+
+
+def _training_folder(datamodule: AnomalibDataModule) -> str:
+    """Where ``datamodule`` reads its normal training images (MVTec layout or ``Folder``), for error messages."""
+    root = getattr(datamodule, "root", None)
+    normal_dir = getattr(datamodule, "normal_dir", None)
+    category = getattr(datamodule, "category", None)
+    if isinstance(normal_dir, str | Path):  # Folder: normal_dir is relative to root unless absolute
+        path = Path(normal_dir) if root is None else Path(root) / normal_dir
+    elif isinstance(datamodule, MVTecAD) and root is not None and category is not None:
+        path = Path(root) / str(category) / "train" / "good"
+    elif root is not None:
+        path = Path(root)
+    else:
+        return "its training folder"
+    return str(path.absolute())
 
 
 def _names(datamodules: Sequence[AnomalibDataModule], names: Sequence[str] | None) -> list[str]:

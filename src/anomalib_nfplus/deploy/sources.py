@@ -1,21 +1,41 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Image sources for the edge runtime: a file, a folder, a video file or a camera index (streamed)."""
+"""Image sources for the edge runtime: a file, a folder, a video file or a camera index (streamed).
+
+A file with an image suffix that cannot be decoded (corrupt, truncated, or not an image at all) is skipped with
+one line on stderr, so one bad file does not stop a folder or a long-running job. Files without an image suffix
+in a folder are not read.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .runtime import read_rgb
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "Frame", "iter_sources"]
+__all__ = ["IMAGE_SUFFIXES", "UNREADABLE_IMAGE_ERRORS", "VIDEO_SUFFIXES", "Frame", "iter_sources", "warn_stderr"]
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+#: What Pillow raises for files it cannot decode (``UnidentifiedImageError`` and truncation are ``OSError``;
+#: some broken PNG chunks raise ``SyntaxError``).
+UNREADABLE_IMAGE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+)
+
+
+def warn_stderr(message: str) -> None:
+    """Write one line to stderr, which stays free of the JSON lines on stdout."""
+    print(" ".join(message.split()), file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -26,12 +46,18 @@ class Frame:
     image: np.ndarray
 
 
-def iter_sources(source: str | Path, max_frames: int | None = None) -> Iterator[Frame]:
+def iter_sources(
+    source: str | Path,
+    max_frames: int | None = None,
+    on_skip: Callable[[str], None] = warn_stderr,
+) -> Iterator[Frame]:
     """Yield frames lazily, so folders, videos and cameras stream without loading everything.
 
     Args:
         source (str | Path): An image file, a folder (recursed, sorted), a video file, or a camera index (``"0"``).
         max_frames (int | None, optional): Stop after this many frames (cameras never end). Defaults to ``None``.
+        on_skip (Callable[[str], None], optional): Called with one line per image file that cannot be decoded
+            (the file is skipped). Defaults to writing the line to stderr.
 
     Yields:
         Frame: The next image.
@@ -41,15 +67,15 @@ def iter_sources(source: str | Path, max_frames: int | None = None) -> Iterator[
     if text.isdigit() and not path.exists():
         frames = _video(int(text), f"camera{text}")
     elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             msg = f"No images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {path}."
             raise FileNotFoundError(msg)
-        frames = (Frame(str(p), read_rgb(p)) for p in files)
+        frames = _images(files, on_skip)
     elif path.suffix.lower() in VIDEO_SUFFIXES and path.is_file():
         frames = _video(str(path), path.name)
     elif path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-        frames = iter([Frame(str(path), read_rgb(path))])
+        frames = _images([path], on_skip)
     else:
         msg = f"Input {text!r} is not an image, a folder of images, a video file or a camera index."
         raise FileNotFoundError(msg)
@@ -57,6 +83,17 @@ def iter_sources(source: str | Path, max_frames: int | None = None) -> Iterator[
         if max_frames is not None and count >= max_frames:
             return
         yield frame
+
+
+def _images(paths: Iterable[Path], on_skip: Callable[[str], None]) -> Iterator[Frame]:
+    """Read each file when it is needed; report and skip the ones that are not decodable images."""
+    for path in paths:
+        try:
+            image = read_rgb(path)
+        except UNREADABLE_IMAGE_ERRORS as error:
+            on_skip(f"skipped {path}: not a readable image ({type(error).__name__}: {error})")
+            continue
+        yield Frame(str(path), image)
 
 
 def _video(source: int | str, name: str) -> Iterator[Frame]:

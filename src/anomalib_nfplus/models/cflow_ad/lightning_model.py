@@ -124,6 +124,9 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
             scoring=scoring,
             top_k=top_k,
         )
+        # Fail here, not at the first training step, when the pre-processed images are too small for the encoder.
+        if self.input_size is not None:
+            self.model.check_input_size(*self.input_size)
         self.loss = CflowADLoss()
         self.fiber_batch_size = fiber_batch_size
         self.per_level_steps = per_level_steps

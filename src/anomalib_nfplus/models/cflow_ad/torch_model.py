@@ -18,7 +18,7 @@ from anomalib_nfplus.models.components import TrainingStatistics, check_images, 
 
 from .anomaly_map import AnomalyMapGenerator, Scoring
 from .decoder import CflowDecoders
-from .encoder import use_reflect_padding
+from .encoder import is_padding_error, reflect_padding_fits, smallest_reflect_size, use_reflect_padding
 
 __all__ = ["CflowADModel"]
 
@@ -72,8 +72,9 @@ class CflowADModel(nn.Module):
         check_top_k(top_k)
         self.top_k = top_k
         self.encoder = FeatureExtractor(backbone, layers, pre_trained=pre_trained, backbone_weights=backbone_weights)
-        #: Smallest image height and width: every level needs at least one feature position.
-        self.min_size = max(self.encoder.strides)
+        # Every level needs at least one feature position; reflect padding may need more (see ``min_size``).
+        self._stride_min = max(self.encoder.strides)
+        self._min_size: int | None = None
         self.reflect_padding = reflect_padding
         if reflect_padding:
             use_reflect_padding(self.encoder.model)
@@ -85,20 +86,54 @@ class CflowADModel(nn.Module):
         self.statistics = TrainingStatistics(len(self.encoder.channels))
         self.anomaly_map = AnomalyMapGenerator(scoring)
 
+    @property
+    def min_size(self) -> int:
+        """Smallest image height and width the encoder takes (found once, on the meta device, then cached).
+
+        Every level needs one feature position, and with reflect padding every padded map must be larger than
+        its padding.
+        """
+        if self._min_size is None:
+            reflect = self.reflect_padding
+            stride_min = self._stride_min
+            self._min_size = smallest_reflect_size(self.encoder.model, stride_min) if reflect else stride_min
+        return self._min_size
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Refuse a pre-processed image size the encoder cannot take, so it fails when the model is built.
+
+        Raises:
+            ValueError: The size is below :attr:`min_size`; the message names the minimum and the fixes.
+        """
+        fits = min(height, width) >= self._stride_min
+        if fits and self.reflect_padding:
+            fits = reflect_padding_fits(self.encoder.model, height, width)
+        if not fits:
+            raise ValueError(self._too_small_message(height, width))
+
+    def _too_small_message(self, height: int, width: int) -> str:
+        minimum = self.min_size
+        if not self.reflect_padding:
+            return (
+                f"CflowAD cannot take {height}x{width} px images: backbone {self.encoder.backbone!r} with layers "
+                f"{list(self.encoder.layers)} needs at least {minimum}x{minimum} px. Set image_size >= {minimum}."
+            )
+        return (
+            f"CflowAD cannot take {height}x{width} px images: with reflect_padding=True, backbone "
+            f"{self.encoder.backbone!r} with layers {list(self.encoder.layers)} needs at least {minimum}x{minimum} px "
+            f"(its deepest feature maps must be larger than the convolutions' padding). Set image_size >= {minimum}, "
+            "or reflect_padding=False."
+        )
+
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features ``(B, C_l, H_l, W_l)`` of every level, without gradients."""
-        images = check_images(images, min_size=self.min_size)
+        images = check_images(images, min_size=self._stride_min)
         try:
             return self.encoder(images.contiguous(memory_format=torch.channels_last))
-        except RuntimeError as error:
-            if "Padding size should be less" not in str(error):
+        except (RuntimeError, ValueError) as error:
+            if not is_padding_error(error):
                 raise
-            height, width = images.shape[-2:]
-            msg = (
-                f"Images of {height}x{width} px are too small for the reflect-padded encoder (a feature map is "
-                "smaller than a convolution's padding). Use larger images or reflect_padding=False."
-            )
-            raise ValueError(msg) from error
+            raise ValueError(self._too_small_message(*images.shape[-2:])) from error
 
     def forward(self, images: torch.Tensor) -> InferenceBatch | list[torch.Tensor]:
         """Eval: ``InferenceBatch(pred_score (B,), anomaly_map (B, 1, H, W))``; train: per-level log-likelihoods."""
