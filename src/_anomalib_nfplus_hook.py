@@ -26,7 +26,7 @@ TRIGGER = "anomalib.models"
 DEFAULT_TARGET = "anomalib_nfplus.plugin:register"
 #: ``install()`` without arguments also runs CLI_TARGET once anomalib's CLI module is imported.
 CLI_TRIGGER = "anomalib.cli.cli"
-CLI_TARGET = "anomalib_nfplus.cli_checkpoint:extend_cli"
+CLI_TARGET = "anomalib_nfplus.cli_extensions:extend_anomalib_cli"
 DISABLE_ENV = "ANOMALIB_NFPLUS_NO_AUTOLOAD"
 
 _targets: dict[str, list[str]] = {}  # module name -> "module:function" targets to run right after its import

@@ -45,8 +45,8 @@ def expose(source_module: str, names: Sequence[str], namespace_module: str = "an
 def register() -> None:
     """Import the plugin's models, the ``MVTec`` alias and ``Unified``, and expose them in anomalib's namespaces.
 
-    Also lets an already imported ``anomalib.cli.cli`` build the plugin's models from ``--ckpt_path``
-    (:func:`anomalib_nfplus.cli_checkpoint.extend_cli`; the start-up hook does that when the CLI is imported later).
+    Also extends an already imported ``anomalib.cli.cli`` (:func:`anomalib_nfplus.cli_extensions.extend_anomalib_cli`:
+    checkpoint arguments, short errors, quiet output); the start-up hook does that when the CLI is imported later.
 
     Idempotent. Example:
         >>> from anomalib_nfplus.plugin import register
@@ -57,6 +57,6 @@ def register() -> None:
     if not is_initialising("anomalib_nfplus.models"):
         importlib.import_module("anomalib_nfplus.models")  # its last statement exposes the models
     expose("anomalib_nfplus.data", ("MVTec", "Unified"), "anomalib.data")
-    from anomalib_nfplus.cli_checkpoint import extend_cli
+    from anomalib_nfplus.cli_extensions import extend_anomalib_cli
 
-    extend_cli()
+    extend_anomalib_cli()

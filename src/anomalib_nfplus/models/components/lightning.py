@@ -22,23 +22,32 @@ What the mixin gives every model:
 
 import math
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
 from anomalib import LearningType
 from anomalib.data import Batch
+from anomalib.deploy.export import CompressionType, ExportType
 from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
+
+from anomalib_nfplus.quiet import third_party_noise_filtered
 
 from .distributed import finite_everywhere, keep_buffers_local, process_grid, rank_share
 from .export_size import export_input_size
 from .inputs import keep_unstored_transform
+from .openvino_export import convert_exported_program, example_input, export_program, output_names
 from .precision import check_trainer_precision, float32_scoring
 from .quantization import backbone_only_scope, quantize_with_training_images
 from .schedule import warmup_cosine_scheduler
 from .statistics import TrainingStatistics
+from .visualizer import CategoryImageVisualizer
 
 __all__ = ["FlowModuleMixin", "NonFiniteLossError"]
+
+#: ONNX opset of exports that do not name one: the exporter's own, so no version conversion runs (and fails).
+ONNX_OPSET = 18
 
 
 def _prefix_of(root: torch.nn.Module, module: torch.nn.Module) -> str:
@@ -129,6 +138,11 @@ class FlowModuleMixin:
     def trainer_arguments(self) -> dict[str, Any]:
         """No gradient clipping (flows clamp their scales) and no sanity validation (no statistics yet)."""
         return {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
+
+    @classmethod
+    def configure_visualizer(cls) -> CategoryImageVisualizer:
+        """Anomalib's image visualizer, with one folder per category in unified runs (no overwritten images)."""
+        return CategoryImageVisualizer()
 
     def configure_model(self) -> None:
         """Before a DDP strategy wraps the model: no broadcast of buffers at every step (:func:`keep_buffers_local`)."""
@@ -366,8 +380,12 @@ class FlowModuleMixin:
         with keep_unstored_transform(getattr(self, "pre_processor", None), checkpoint, type(self).__name__):
             super().on_load_checkpoint(checkpoint)  # type: ignore[misc]
 
+    def check_exportable(self) -> None:
+        """Raise when the model's current configuration cannot be exported (every export checks this first)."""
+
     def export_input_size(self, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The static ``(H, W)`` to export at (default: the pre-processor's size), checked against the model."""
+        self.check_exportable()
         return export_input_size(self, input_size)
 
     def to_onnx(
@@ -383,7 +401,68 @@ class FlowModuleMixin:
         anomalib's dynamic size traced at 32x32 px (see :mod:`.export_size`).
         """
         size = self.export_input_size(input_size)
-        return super().to_onnx(export_root, model_file_name, size, **kwargs)  # type: ignore[misc]
+        kwargs.setdefault("opset_version", ONNX_OPSET)
+        with third_party_noise_filtered():
+            return super().to_onnx(export_root, model_file_name, size, **kwargs)  # type: ignore[misc]
+
+    def export_tracing(self, input_size: tuple[int, int]) -> AbstractContextManager[None]:
+        """Context a trace for export runs in (override where ``forward`` needs a pre-traced part, as DifferNet)."""
+        del input_size
+        return nullcontext()
+
+    def to_openvino(
+        self,
+        export_root: Path | str,
+        model_file_name: str = "model",
+        input_size: tuple[int, int] | None = None,
+        compression_type: CompressionType | None = None,
+        datamodule: Any = None,
+        metric: Any = None,
+        task: Any = None,
+        max_drop: float = 0.01,
+        ov_kwargs: dict[str, Any] | None = None,
+        onnx_kwargs: dict[str, Any] | None = None,
+    ) -> Path:
+        """OpenVINO export at one static size, converted from ``torch.export`` directly (see :mod:`.openvino_export`).
+
+        Same contract as anomalib's: the IR is written to ``<export_root>/weights/openvino/<model_file_name>.xml``
+        with the input ``input`` and the outputs the ONNX route names; ``compression_type`` (FP16, INT8, INT8_PTQ,
+        INT8_ACQ), ``datamodule``, ``metric``, ``task``, ``max_drop`` and ``ov_kwargs`` act as in anomalib.
+        ``input_size=None`` means the pre-processor's size, as in :meth:`to_onnx`.
+
+        Passing ``onnx_kwargs`` (even ``{}``; CLI: ``--onnx_kwargs '{}'``) takes anomalib's route through an ONNX
+        file instead: same graph and outputs, several times slower.
+        """
+        size = self.export_input_size(input_size)
+        if onnx_kwargs is not None:
+            with third_party_noise_filtered():
+                return super().to_openvino(  # type: ignore[misc]
+                    export_root, model_file_name, size, compression_type, datamodule, metric, task, max_drop,
+                    ov_kwargs, onnx_kwargs,
+                )  # fmt: skip
+        import openvino as ov
+        from anomalib.models.components.base.export_mixin.utils import create_export_root
+
+        model = self.ov_model(size, ov_kwargs)
+        if compression_type and compression_type != CompressionType.FP16:
+            model = self._compress_ov_model(model, compression_type, datamodule, metric, task, max_drop)  # type: ignore[attr-defined]
+        path = create_export_root(export_root, ExportType.OPENVINO) / f"{model_file_name}.xml"
+        ov.save_model(model, path, compress_to_fp16=compression_type == CompressionType.FP16)
+        return path
+
+    def ov_model(self, input_size: tuple[int, int], ov_kwargs: dict[str, Any] | None = None) -> Any:
+        """The in-memory OpenVINO model (float32) of this module at the static ``input_size``, uncompressed."""
+        module: torch.nn.Module = self  # type: ignore[assignment]
+        was_training = module.training
+        module.eval()
+        example = example_input(input_size, self.device)  # type: ignore[attr-defined]
+        try:
+            with third_party_noise_filtered(), self.export_tracing(input_size):
+                names = output_names(module, example)
+                program = export_program(module, example)
+                return convert_exported_program(program, names, ov_kwargs)
+        finally:
+            module.train(was_training)
 
     def int8_ignored_scope(self, model: Any) -> Any:
         """Ops ``INT8_PTQ`` keeps in float (an ``nncf.IgnoredScope``); override for a graph that needs another scope.

@@ -12,16 +12,20 @@ input gradient (a transposed convolution with the same weights) and the accumula
 permutations (a scatter-add, which ONNX has).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch._decomp import core_aten_decompositions
+from torch._dynamo.source import ConstantSource
+from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
+from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
-__all__ = ["export_with_gradient_graph", "trace_gradient"]
+__all__ = ["export_with_gradient_graph", "gradient_graph", "trace_gradient"]
 
 aten = torch.ops.aten
 
@@ -66,7 +70,7 @@ class _Nll(nn.Module):
 
 
 def trace_gradient(model: nn.Module, example_views: torch.Tensor) -> Callable[[torch.Tensor], Any]:
-    """Trace ``views -> (d NLL / d views, score terms)`` of ``model`` into an ATen graph (symbolic shapes).
+    """Trace ``views -> (d NLL / d views, score terms)`` of ``model`` into an ATen graph (symbolic batch size).
 
     Returns:
         Callable: ``views -> (grads, terms)``; it reads ``model``'s current parameters at every call, so the
@@ -87,9 +91,25 @@ def trace_gradient(model: nn.Module, example_views: torch.Tensor) -> Callable[[t
 
     table = dict(core_aten_decompositions())
     table[aten.convolution_backward.default] = _input_gradient_of_convolution
+    params, views = _batch_symbolic(state(), example_views)
     with torch.no_grad():
-        graph = make_fx(gradient, tracing_mode="symbolic", decomposition_table=table)(state(), example_views)
+        graph = make_fx(gradient, tracing_mode="symbolic", decomposition_table=table)(params, views)
     return lambda views: graph(state(), views)
+
+
+def _batch_symbolic(
+    params: dict[str, torch.Tensor], views: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Fake inputs for ``make_fx`` in which only the views' batch is symbolic.
+
+    ``make_fx`` would otherwise make every size of every input symbolic, weights included, and spend minutes
+    reasoning about shapes that are fixed; the export needs only the batch to stay dynamic.
+    """
+    mode = FakeTensorMode(shape_env=ShapeEnv())
+    fixed = {name: mode.from_tensor(tensor, static_shapes=True) for name, tensor in params.items()}
+    sizes = [DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * (views.dim() - 1)
+    context = StatelessSymbolicContext(dynamic_sizes=sizes)
+    return fixed, mode.from_tensor(views, source=ConstantSource("views"), symbolic_context=context)
 
 
 def export_with_gradient_graph(
@@ -113,8 +133,7 @@ def export_with_gradient_graph(
     Returns:
         Path: The ONNX file.
     """
-    model = module.model
-    if model.gradient_map is None:
+    if module.model.gradient_map is None:
         return to_onnx(export_root, model_file_name, input_size, **kwargs)
     if input_size is None:
         msg = (
@@ -122,6 +141,21 @@ def export_with_gradient_graph(
             '--input_size "[H,W]"), the size the model was trained at, or build it with compute_map=False.'
         )
         raise ValueError(msg)
+    with gradient_graph(module, input_size):
+        return to_onnx(export_root, model_file_name, input_size, **kwargs)
+
+
+@contextmanager
+def gradient_graph(module: Any, input_size: tuple[int, int]) -> Iterator[None]:
+    """While the block runs, ``module``'s gradient map is served by a graph pre-traced for ``input_size`` images.
+
+    Any export that traces ``module`` (ONNX, ``torch.export`` for OpenVINO) runs inside it; the model is in eval
+    mode meanwhile. Nothing changes without a gradient map.
+    """
+    model = module.model
+    if model.gradient_map is None:
+        yield
+        return
     # The model sees the pre-processor's output, which may differ from the exported graph's input size.
     height, width = (int(s) for s in (module.input_size or input_size))
     was_training = model.training
@@ -129,7 +163,7 @@ def export_with_gradient_graph(
     views = torch.zeros(2 * model.rotations.n, 3, height, width, device=next(model.parameters()).device)
     model.gradient_map.traced = trace_gradient(model, views)
     try:
-        return to_onnx(export_root, model_file_name, input_size, **kwargs)
+        yield
     finally:
         model.gradient_map.traced = None
         model.train(was_training)

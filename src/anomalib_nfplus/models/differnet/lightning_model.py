@@ -16,6 +16,7 @@ Example:
 """
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from anomalib_nfplus.backbones import normalization_for
 from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor
 
-from .export import export_with_gradient_graph
+from .export import export_with_gradient_graph, gradient_graph
 from .loss import differnet_loss
 from .torch_model import PASS_PIXELS, DifferNetModel
 from .transforms import RandomTransforms
@@ -199,3 +200,7 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         """
         size = self.export_input_size(input_size)
         return export_with_gradient_graph(self, super().to_onnx, export_root, model_file_name, size, **kwargs)
+
+    def export_tracing(self, input_size: tuple[int, int]) -> AbstractContextManager[None]:
+        """The gradient map served by a pre-traced graph while an export traces the model (see :mod:`.export`)."""
+        return gradient_graph(self, input_size)

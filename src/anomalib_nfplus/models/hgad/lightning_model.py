@@ -13,7 +13,6 @@ Example:
 """
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -329,12 +328,11 @@ class HGAD(FlowModuleMixin, AnomalibModule):
                 raise RuntimeError(msg)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def to_onnx(self, export_root: Path | str, *args: Any, **kwargs: Any) -> Path:
-        """Export (label-free scoring only: a class-conditional graph would need the class as an input)."""
+    def check_exportable(self) -> None:
+        """Label-free scoring only: a class-conditional graph would need the class as an input."""
         if self.model.scoring == "class_conditional":
             msg = (
                 "Export of HGAD with scoring='class_conditional' is not supported: it needs each image's class at "
                 "inference. Set model.model.scoring = 'label_free' (same weights and statistics) before exporting."
             )
             raise NotImplementedError(msg)
-        return super().to_onnx(export_root, *args, **kwargs)
