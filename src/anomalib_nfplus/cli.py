@@ -3,20 +3,60 @@
 """The ``anomalib-nfplus`` console command.
 
 Sub-commands import their heavy dependencies only when they run, so ``anomalib-nfplus --help`` is instant.
-Training, testing and export of single models go through anomalib's own CLI (``anomalib train --model ...``).
+``demo`` runs the plugin's main job offline; ``generate-data`` writes a synthetic multi-category dataset;
+``infer`` runs an exported model without torch. Training, testing and export go through anomalib's own CLI
+(``anomalib train --model HGAD ...``).
 """
 
 import argparse
 from collections.abc import Sequence
 
+from anomalib_nfplus._catalog import MODELS
+from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS  # numpy and Pillow only: --help stays fast
+from anomalib_nfplus.demo import DEMO_DEFAULTS
+
 __all__ = ["main"]
+
+MODEL_NAMES = tuple(MODELS)
+CATEGORIES = tuple(CATEGORY_DEFECTS)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from anomalib_nfplus.demo import print_result, run_demo
 
-    print_result(
-        run_demo(args.output, model=args.model, epochs=args.epochs, image_size=args.image_size, seed=args.seed)
+    result = run_demo(
+        args.output,
+        model=args.model,
+        epochs=args.epochs,
+        image_size=args.image_size,
+        n_train=args.n_train,
+        categories=tuple(args.categories),
+        seed=args.seed,
+    )
+    print_result(result)
+    return 0
+
+
+def _generate_data(args: argparse.Namespace) -> int:
+    from anomalib_nfplus.data.synthetic import make_mvtec_like
+
+    root = make_mvtec_like(
+        args.root,
+        tuple(args.categories),
+        n_train=args.n_train,
+        n_test_good=args.n_test_good,
+        n_test_bad=args.n_test_bad,
+        image_size=args.image_size,
+        seed=args.seed,
+        channels=args.channels,
+        overwrite=args.overwrite,
+    )
+    categories = ", ".join(args.categories)
+    print(f"Wrote {len(args.categories)} categories ({categories}) in MVTec layout under {root}")
+    print(
+        f"Train one model on all of them: anomalib train --model HGAD --model.backbone tf_efficientnet_lite0 "
+        f"--model.image_size {args.image_size} --data anomalib_nfplus.data.Unified --data.root {root} "
+        f"--data.categories '[{categories}]' --data.image_size {args.image_size}"
     )
     return 0
 
@@ -39,14 +79,31 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser(
         "demo",
-        help="offline end-to-end job: generate data, train, test, export to OpenVINO, run the exported model",
+        help="offline main job: one model for several generated categories: train, test, reload, export to OpenVINO, "
+        "score with the edge runtime, PNG grid",
     )
-    demo.add_argument("--output", default="results/nfplus_demo", help="folder for data, checkpoints and export")
-    demo.add_argument("--model", default="Cflow", help="model name (anomalib built-in or plugin model)")
-    demo.add_argument("--epochs", type=int, default=1)
-    demo.add_argument("--image-size", type=int, default=128)
+    demo.add_argument("--output", default="results/nfplus_demo", help="folder for data, checkpoint, export, PNGs")
+    demo.add_argument("--model", default="HGAD", choices=MODEL_NAMES, help="plugin model (default: unified HGAD)")
+    demo.add_argument("--epochs", type=int, default=DEMO_DEFAULTS["epochs"])
+    demo.add_argument("--image-size", type=int, default=DEMO_DEFAULTS["image_size"])
+    demo.add_argument("--n-train", type=int, default=DEMO_DEFAULTS["n_train"], help="training images per category")
+    demo.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+    data = commands.add_parser(
+        "generate-data",
+        help="write a synthetic multi-category dataset with defects and masks (MVTec layout) to try models on",
+    )
+    data.add_argument("--root", required=True, help="dataset root; one folder per category is written under it")
+    data.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES)
+    data.add_argument("--n-train", type=int, default=32, help="normal training images per category")
+    data.add_argument("--n-test-good", type=int, default=8, help="normal test images per category")
+    data.add_argument("--n-test-bad", type=int, default=4, help="test images per defect type (3 types per category)")
+    data.add_argument("--image-size", type=int, default=128)
+    data.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3: RGB PNGs, 1: grayscale PNGs")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--overwrite", action="store_true", help="replace existing category folders")
+    data.set_defaults(func=_generate_data)
     infer = commands.add_parser(
         "infer",
         help="run an exported OpenVINO model on images, a folder, a video or a camera (needs no torch)",
