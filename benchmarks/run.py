@@ -10,20 +10,28 @@ See ``benchmarks/README.md`` for usage.
 Example:
     python benchmarks/run.py --models Cflow Fastflow --root ../shared/data/mtd --category magnetic_tile \
         --image-size 256 --epochs 1
+    python benchmarks/run.py --preset configs/cflow_ad_cpu.yaml --no-baselines --root ../shared/data/mtd \
+        --category magnetic_tile --seed 1
 """
 
 import argparse
+import importlib
+import inspect
 import json
 import os
 import resource
 import shlex
+import statistics
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from anomalib_nfplus.baselines import OFFLINE_BACKBONES, ModelSpec, build_model
 
@@ -34,15 +42,77 @@ else:  # run as a script: benchmarks/ is sys.path[0]
     import isolation
     import report
 
-__all__ = ["main", "parse_args", "run_one"]
+__all__ = ["Preset", "load_preset", "main", "parse_args", "run_one", "seed_summary"]
 
 DEFAULT_LAYERS = ("blocks.2", "blocks.4", "blocks.6")
 BASELINES = ("Cflow", "Fastflow")  # anomalib's flows, run beside every plugin model so tables compare like with like
+SPEC_KEYS = ("backbone", "layers", "pre_trained", "backbone_weights", "image_size")  # shared by the whole run
+SUMMARY_COLUMNS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "train_s", "test_s")  # mean ± std over seeds
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model config (``configs/*.yaml``: ``trainer`` and ``model`` sections) as benchmark settings.
+
+    Args:
+        model (str): Class name of the model, e.g. ``"CflowAD"``.
+        defaults (dict[str, Any]): Defaults of the runner's options: ``models``, ``backbone``, ``layers``,
+            ``image_size``, ``weights``, ``epochs``.
+        init_args (dict[str, Any]): The model's other constructor arguments.
+        parameters (frozenset[str]): The model's constructor arguments; ``seed`` gets ``--seed`` and
+            ``image_size`` the run's ``--image-size`` (so its checkpoint records the size it was trained at).
+    """
+
+    model: str
+    defaults: dict[str, Any]
+    init_args: dict[str, Any]
+    parameters: frozenset[str]
+
+
+def load_preset(path: Path) -> Preset:
+    """Read a model config: the model class and its arguments, and ``trainer.max_epochs`` as ``--epochs``."""
+    config = yaml.safe_load(path.read_text()) or {}
+    model = config.get("model") or {}
+    class_path = model.get("class_path")
+    if not isinstance(class_path, str):
+        msg = f"{path} has no model.class_path"
+        raise ValueError(msg)  # noqa: TRY004 (a bad file, not a bad argument type)
+    module_name, _, class_name = class_path.rpartition(".")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    init_args = dict(model.get("init_args") or {})
+    spec = {key: init_args.pop(key) for key in SPEC_KEYS if key in init_args}
+    if spec.get("backbone_weights") is not None:
+        msg = f"{path}: backbone_weights is not supported here; the runner picks weights with --weights"
+        raise ValueError(msg)
+    defaults: dict[str, Any] = {"models": [class_name]}
+    if "backbone" in spec:
+        defaults["backbone"] = spec["backbone"]
+    if "layers" in spec:
+        defaults["layers"] = list(spec["layers"])
+    if spec.get("image_size") is not None:
+        size = spec["image_size"]
+        defaults["image_size"] = [size] if isinstance(size, int) else list(size)
+    backbone = defaults.get("backbone", "tf_efficientnet_lite0")
+    if not spec.get("pre_trained", True):
+        defaults["weights"] = "random"
+    elif backbone not in OFFLINE_BACKBONES:
+        defaults["weights"] = "hub"
+    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    if max_epochs is not None:
+        defaults["epochs"] = int(max_epochs)
+    init_args.pop("seed", None)  # replaced by --seed
+    return Preset(class_name, defaults, init_args, frozenset(inspect.signature(cls).parameters))
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse and check the command line (see ``--help``)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--preset",
+        type=Path,
+        help="model config (configs/*.yaml): its model, backbone, layers, image size, other init args and\n"
+        "trainer.max_epochs become the defaults; the model's seed argument gets --seed",
+    )
     p.add_argument(
         "--models",
         nargs="+",
@@ -81,7 +151,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar=("MODEL", "JSON"),
         help="extra constructor arguments of one model, e.g. --init-args DifferNet '{\"n_test_transforms\": 8}'",
     )
+    known, _ = p.parse_known_args(argv)
+    preset = _read_preset(p, known.preset) if known.preset else None
+    if preset is not None:
+        p.set_defaults(**preset.defaults)
     args = p.parse_args(argv)
+    args.preset_model = preset
     _check(p, args)
     args.models = _with_baselines(p, args.models, add=not args.no_baselines)
     args.image_size = tuple(args.image_size * 2 if len(args.image_size) == 1 else args.image_size)
@@ -89,6 +164,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args.out = args.out or Path(__file__).parent / "results" / f"{args.dataset}_{args.category}.csv"
     args.command = shlex.join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
     return args
+
+
+def _read_preset(p: argparse.ArgumentParser, path: Path) -> Preset:
+    try:
+        return load_preset(path)
+    except (OSError, ValueError, ImportError, AttributeError, yaml.YAMLError) as err:
+        p.error(f"--preset {path}: {err}")
 
 
 def _with_baselines(p: argparse.ArgumentParser, models: list[str], *, add: bool) -> list[str]:
@@ -147,7 +229,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         report.append_row(args.out, row)
         rows.append(row)
         print(report.summary(row), flush=True)
-    report.write_markdown(args.out)
+    markdown = report.write_markdown(args.out)
+    if args.preset:
+        with markdown.open("a") as handle:
+            handle.write("\n" + seed_summary(report.read_rows(args.out)))
     if failed:
         msg = f"models failed: {failed} (tracebacks above); rows of the others are in {args.out}"
         raise RuntimeError(msg)
@@ -196,8 +281,17 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def init_args_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The ``--init-args`` JSON objects given for ``name`` (case-insensitive), merged in order."""
+    """The ``--init-args`` JSON objects given for ``name`` (case-insensitive), merged in order.
+
+    With ``--preset``, the preset's model starts from the preset's init args, with ``seed`` set to ``--seed``
+    and ``image_size`` to ``--image-size``.
+    """
     merged: dict[str, Any] = {}
+    preset: Preset | None = getattr(args, "preset_model", None)
+    if preset is not None and preset.model.lower() == name.lower():
+        merged.update(preset.init_args)
+        run_values = {"seed": args.seed, "image_size": list(args.image_size)}
+        merged.update({key: value for key, value in run_values.items() if key in preset.parameters})
     for model, text in args.init_args:
         if model.lower() == name.lower():
             value = json.loads(text)
@@ -206,6 +300,45 @@ def init_args_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 raise ValueError(msg)
             merged.update(value)
     return merged
+
+
+def _without_seed(command: str) -> str:
+    words = shlex.split(command)
+    if "--seed" in words:
+        at = words.index("--seed")
+        del words[at : at + 2]
+    return shlex.join(words)
+
+
+def _mean_std(values: list[float], digits: int) -> str:
+    if not values:
+        return ""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def seed_summary(rows: list[dict[str, str]]) -> str:
+    """Markdown table: per model and command (seed left out), mean ± sample std of the metrics and times."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], _without_seed(row["command"])), []).append(row)
+    lines = [
+        "## Mean ± standard deviation over seeds",
+        "",
+        "Sample standard deviation (n - 1) over the rows of one model and command that differ only in `--seed`.",
+        "",
+        "| model | seeds | " + " | ".join(SUMMARY_COLUMNS) + " | command |",
+        "|---|---|" + "---|" * (len(SUMMARY_COLUMNS) + 1),
+    ]
+    for (model, command), members in groups.items():
+        seeds = " ".join(row["seed"] for row in members)
+        cells = [
+            _mean_std([float(row[c]) for row in members if row[c] != ""], 1 if c.endswith("_s") else 4)
+            for c in SUMMARY_COLUMNS
+        ]
+        lines.append(f"| {model} | {seeds} | " + " | ".join(cells) + f" | `{command}` |")
+    return "\n".join(lines) + "\n"
 
 
 def _peak_rss_mb() -> float:

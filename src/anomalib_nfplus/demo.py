@@ -148,7 +148,7 @@ def run_demo(
     """
     from anomalib_nfplus.quiet import third_party_noise_filtered
 
-    with third_party_noise_filtered(all_warnings=True):
+    with third_party_noise_filtered(all_warnings=True, preload=("lightning.pytorch", "anomalib.engine")):
         return _run(Path(output).resolve(), model, epochs, image_size, n_train, tuple(categories), seed, verbose)
 
 

@@ -9,10 +9,11 @@ code that imports the library keeps Python's and its own warning settings. Warni
 code stay visible, and so does every error.
 """
 
+import importlib
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 
 __all__ = ["NOISY_LOGGERS", "third_party_noise_filtered"]
 
@@ -56,7 +57,9 @@ def _loggers_at_least(names: tuple[str, ...], level: int) -> Iterator[None]:
 
 
 @contextmanager
-def third_party_noise_filtered(all_warnings: bool = False, torch: bool = True) -> Iterator[None]:
+def third_party_noise_filtered(
+    all_warnings: bool = False, torch: bool = True, preload: Sequence[str] = ()
+) -> Iterator[None]:
     """Within the block, drop dependency noise; restore every filter and logger level after.
 
     Args:
@@ -66,13 +69,19 @@ def third_party_noise_filtered(all_warnings: bool = False, torch: bool = True) -
             ``anomalib_nfplus`` and Lightning's INFO notes too. Defaults to ``False``.
         torch (bool, optional): ``False`` never imports torch to find ``TracerWarning`` (the edge runtime's
             commands, which run without torch). Defaults to ``True``.
+        preload (Sequence[str], optional): Modules to import first, with their import-time warnings filtered:
+            libraries such as Lightning set their loggers' levels when imported, which would undo the raised
+            levels if the import came later. Defaults to ``()``.
     """
     loggers = NOISY_LOGGERS + (LIGHTNING_LOGGERS if all_warnings else ())
-    with warnings.catch_warnings(), _loggers_at_least(loggers, logging.ERROR):
+    with warnings.catch_warnings(), ExitStack() as levels:
         for category in (Warning,) if all_warnings else (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.filterwarnings("ignore", category=category)
         warnings.filterwarnings("default", module=r"anomalib_nfplus(\.|$)")  # the plugin's own warnings stay ...
         tracer = _tracer_warning() if torch else None
         if tracer is not None:  # ... except the tracer's, which name the traced (plugin) line but are about tracing
             warnings.filterwarnings("ignore", category=tracer)
+        for module in preload:
+            importlib.import_module(module)
+        levels.enter_context(_loggers_at_least(loggers, logging.ERROR))
         yield

@@ -156,7 +156,8 @@ def test_cli_config_train_then_export(synthetic_root: str, tmp_path: Path) -> No
     config = str(ROOT / "configs" / "cflow_ad.yaml")
     _cli(
         *("train", "--config", config, *train_args, "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu"),
-        *("--data.root", synthetic_root, "--data.category", "dots", "--data.num_workers", "0"),
+        *("--data", str(ROOT / "configs" / "data" / "mvtec.yaml"), "--data.root", synthetic_root),
+        *("--data.category", "dots", "--data.num_workers", "0"),
         *(
             "--data.train_batch_size",
             "4",

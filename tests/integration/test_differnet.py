@@ -160,6 +160,8 @@ def test_cli_train_with_config(synthetic_root: str, tmp_path: Path) -> None:
         "train",
         "--config",
         str(ROOT / "configs" / "differnet.yaml"),
+        "--data",
+        str(ROOT / "configs" / "data" / "mvtec.yaml"),
         "--data.root",
         synthetic_root,
         "--data.category",

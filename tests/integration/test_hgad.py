@@ -168,6 +168,7 @@ def test_cli_train_with_config(synthetic_root: str, tmp_path: Path) -> None:
         "--model.backbone", "tf_efficientnet_lite0", "--model.image_size", str(SIZE), "--model.n_blocks", "2",
         "--model.cond_dim", "32", "--model.n_intra", "3", "--model.pre_trained", "false",
         "--model.backbone_weights", str(offline_weights("tf_efficientnet_lite0")),
+        "--data", str(ROOT / "configs" / "data" / "mvtec.yaml"),
         "--data.root", synthetic_root, "--data.category", "stripes", "--data.num_workers", "0",
         "--data.train_batch_size", "4", "--data.eval_batch_size", "4",
         "--trainer.max_epochs", "1", "--default_root_dir", str(tmp_path),

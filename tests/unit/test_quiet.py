@@ -65,3 +65,13 @@ def test_torch_false_does_not_look_up_the_tracer(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(quiet, "_tracer_warning", lambda: pytest.fail("looked up torch"))
     with third_party_noise_filtered(torch=False):
         pass
+
+
+def test_preloaded_libraries_keep_the_raised_logger_levels(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library that sets its logger's level when imported (as Lightning does) is imported before levels rise."""
+    (tmp_path / "sets_level_on_import.py").write_text(
+        "import logging\nlogging.getLogger('lightning.pytorch').setLevel(logging.INFO)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with third_party_noise_filtered(all_warnings=True, preload=("sets_level_on_import",)):
+        assert logging.getLogger("lightning.pytorch").getEffectiveLevel() == logging.ERROR
