@@ -44,20 +44,6 @@ PRECISIONS = {"fp32": None, "fp16": CompressionType.FP16, "int8": CompressionTyp
 QUANTISED_TYPES = {"Convolution"}  # depthwise (GroupConvolution) stays float, as do the flows
 
 
-def _reuse_first_trace(model: Any, root: Path) -> None:
-    """Trace to ONNX (under ``root``) on the first export only; later exports of the same weights reuse the file."""
-    trace = model.to_onnx
-    cache: dict[str, Path] = {}
-
-    def to_onnx(export_root: Path, *args: Any, **kwargs: Any) -> Path:
-        del export_root  # anomalib's temporary directory, deleted after each export
-        if "path" not in cache:
-            cache["path"] = trace(root, *args, **kwargs)
-        return cache["path"]
-
-    model.to_onnx = to_onnx
-
-
 @pytest.fixture(scope="module", params=sorted(TINY))
 def exported(request: pytest.FixtureRequest, synthetic_root: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny trained model, its IR in each precision and every IR's outputs on eight test images."""
@@ -77,7 +63,6 @@ def exported(request: pytest.FixtureRequest, synthetic_root: str, tmp_path_facto
     engine = Engine(default_root_dir=root / "runs", max_epochs=1, logger=False, enable_progress_bar=False,
                     enable_model_summary=False, accelerator="cpu")  # fmt: skip
     engine.fit(model, datamodule=datamodule)
-    _reuse_first_trace(model, root / "onnx")
     images = next(iter(datamodule.test_dataloader())).image.numpy()
     paths, outputs = {}, {}
     for precision, compression in PRECISIONS.items():
@@ -88,8 +73,7 @@ def exported(request: pytest.FixtureRequest, synthetic_root: str, tmp_path_facto
                 export_root=root / precision,
                 input_size=(SIZE, SIZE),
                 compression_type=compression,
-                datamodule=datamodule if precision == "int8" else None,
-                onnx_kwargs={"opset_version": 18},  # the exporter's own opset: no version conversion
+                datamodule=datamodule if precision == "int8" else None,  # the default (direct) route
             )
         )
         outputs[precision] = EdgeModel(paths[precision], config={"INFERENCE_PRECISION_HINT": "f32"}).infer(images)
