@@ -402,7 +402,7 @@ class FlowModuleMixin:
         """
         size = self.export_input_size(input_size)
         kwargs.setdefault("opset_version", ONNX_OPSET)
-        with third_party_noise_filtered():
+        with third_party_noise_filtered(), self.export_tracing(size):
             return super().to_onnx(export_root, model_file_name, size, **kwargs)  # type: ignore[misc]
 
     def export_tracing(self, input_size: tuple[int, int]) -> AbstractContextManager[None]:

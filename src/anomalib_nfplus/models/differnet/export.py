@@ -14,7 +14,6 @@ permutations (a scatter-add, which ONNX has).
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +24,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
 
-__all__ = ["export_with_gradient_graph", "gradient_graph", "trace_gradient"]
+__all__ = ["gradient_graph", "trace_gradient"]
 
 aten = torch.ops.aten
 
@@ -110,39 +109,6 @@ def _batch_symbolic(
     sizes = [DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * (views.dim() - 1)
     context = StatelessSymbolicContext(dynamic_sizes=sizes)
     return fixed, mode.from_tensor(views, source=ConstantSource("views"), symbolic_context=context)
-
-
-def export_with_gradient_graph(
-    module: Any,
-    to_onnx: Callable[..., Path],
-    export_root: Path | str,
-    model_file_name: str = "model",
-    input_size: tuple[int, int] | None = None,
-    **kwargs: Any,
-) -> Path:
-    """Run anomalib's ``to_onnx`` with the model's gradient map served by a pre-traced graph.
-
-    Args:
-        module (Any): The ``DifferNet`` Lightning module.
-        to_onnx (Callable[..., Path]): anomalib's ``to_onnx`` bound to ``module``.
-        export_root (Path | str): Output folder.
-        model_file_name (str, optional): File name without suffix. Defaults to ``"model"``.
-        input_size (tuple[int, int] | None, optional): ``(H, W)``; required when maps are exported.
-        **kwargs (Any): Passed to ``torch.onnx.export``.
-
-    Returns:
-        Path: The ONNX file.
-    """
-    if module.model.gradient_map is None:
-        return to_onnx(export_root, model_file_name, input_size, **kwargs)
-    if input_size is None:
-        msg = (
-            "DifferNet exports its gradient map for one fixed input size: pass input_size=(H, W) (CLI: "
-            '--input_size "[H,W]"), the size the model was trained at, or build it with compute_map=False.'
-        )
-        raise ValueError(msg)
-    with gradient_graph(module, input_size):
-        return to_onnx(export_root, model_file_name, input_size, **kwargs)
 
 
 @contextmanager

@@ -17,7 +17,6 @@ Example:
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +32,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from anomalib_nfplus.backbones import normalization_for
 from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor
 
-from .export import export_with_gradient_graph, gradient_graph
+from .export import gradient_graph
 from .loss import differnet_loss
 from .torch_model import PASS_PIXELS, DifferNetModel
 from .transforms import RandomTransforms
@@ -186,20 +185,6 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         if state is None or state.fn != TrainerFn.FITTING or not trainer.max_epochs or trainer.max_epochs < 0:
             return False
         return trainer.current_epoch + 1 < trainer.max_epochs
-
-    def to_onnx(
-        self,
-        export_root: Path | str,
-        model_file_name: str = "model",
-        input_size: tuple[int, int] | None = None,
-        **kwargs: Any,
-    ) -> Path:
-        """ONNX export whose graph also computes the gradient map (see :mod:`.export`).
-
-        ``input_size=None`` exports at the pre-processor's size (the gradient graph needs one fixed size).
-        """
-        size = self.export_input_size(input_size)
-        return export_with_gradient_graph(self, super().to_onnx, export_root, model_file_name, size, **kwargs)
 
     def export_tracing(self, input_size: tuple[int, int]) -> AbstractContextManager[None]:
         """The gradient map served by a pre-traced graph while an export traces the model (see :mod:`.export`)."""
