@@ -12,33 +12,28 @@ relative to the 1-process row of the same model. One CSV row per (model, process
 Data: a generated MVTec-like category (``--train-images`` images of ``--image-size``), or ``--root``/``--category``.
 
 Example:
-    python benchmarks/ddp_throughput.py --models CflowAD HGAD --processes 1 2 --image-size 128 \
+    python -m benchmarks.ddp_throughput --models CflowAD HGAD --processes 1 2 --image-size 128 \
         --train-images 32 --batch-size 8 --epochs 2 --out /tmp/ddp_throughput.csv
 """
 
 import argparse
-import csv
 import json
 import os
-import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-if __package__:
-    from . import report
-else:  # run as a script: benchmarks/ is sys.path[0]
-    import report
+from benchmarks import harness, report
 
 __all__ = ["COLUMNS", "EpochTimer", "main", "parse_args"]
 
+#: One row per (model, processes), as in the recorded ``results/ddp_throughput_cpu.csv``.
 COLUMNS = (
     "model", "processes", "threads_per_process", "train_images_per_s", "speedup", "epoch_s", "train_images",
     "batch_size", "image_size", "backbone", "layers", "epochs", "init_args", "commit", "date", "host", "command",
@@ -57,8 +52,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--epochs", type=int, default=2, help="the first epoch is warm-up when there are several")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0")
-    p.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4", "blocks.6"])
+    p.add_argument("--backbone", default=harness.DEFAULT_BACKBONE)
+    p.add_argument("--layers", nargs="+", default=list(harness.DEFAULT_LAYERS))
     p.add_argument("--init-args", nargs=2, action="append", default=[], metavar=("MODEL", "JSON"),
                    help="constructor arguments of MODEL, e.g. --init-args HGAD '{\"n_blocks\": 4}'")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ddp_throughput.csv")
@@ -66,7 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if any(n < 1 for n in args.processes):
         p.error("--processes must be positive")
-    args.command = shlex.join(["benchmarks/ddp_throughput.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = report.command_line("ddp_throughput", argv)
     return args
 
 
@@ -91,10 +86,9 @@ def _fit(job: dict[str, Any]) -> None:
     """One fit in ``job["processes"]`` processes (this is process 0; Lightning re-launches this command line)."""
     import torch
     from anomalib.data import MVTecAD
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
-    from anomalib_nfplus.baselines import ModelSpec, build_model
+    from benchmarks.baselines import ModelSpec, build_model
 
     torch.set_num_threads(job["threads"])
     seed_everything(0, workers=True)
@@ -102,12 +96,10 @@ def _fit(job: dict[str, Any]) -> None:
     model = build_model(job["model"], ModelSpec(job["backbone"], tuple(job["layers"]), size), job["init_args"])
     data = MVTecAD(root=job["root"], category=job["category"], train_batch_size=job["batch_size"], num_workers=0)
     timer = EpochTimer()
-    engine = Engine(
-        max_epochs=job["epochs"], logger=False, default_root_dir=job["runs"], accelerator="cpu",
-        devices=job["processes"], strategy="ddp" if job["processes"] > 1 else "auto", enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, callbacks=[timer],
-    )  # fmt: skip
-    engine.fit(model, datamodule=data)
+    engine = harness.fit_and_time(
+        model, data, epochs=job["epochs"], root_dir=Path(job["runs"]), devices=job["processes"], callbacks=[timer],
+        test=False, strategy="ddp" if job["processes"] > 1 else "auto", limit_val_batches=0,
+    ).engine  # fmt: skip
     if engine.trainer.global_rank == 0:
         timed = timer.seconds[1:] or timer.seconds
         epoch_s = sum(timed) / len(timed)
@@ -117,19 +109,9 @@ def _fit(job: dict[str, Any]) -> None:
 
 def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(job)]
-    subprocess.run(command, check=True, env=env)
+    command = [sys.executable, "-m", "benchmarks.ddp_throughput", "--worker", json.dumps(job)]
+    subprocess.run(command, check=True, env=env, cwd=report.REPO)  # the repository root holds ``benchmarks``
     return json.loads(Path(job["result"]).read_text())
-
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -149,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 image_size=args.image_size,
             )  # fmt: skip
         for name in args.models:
-            init_args = report_init_args(name, args)
+            init_args = harness.init_args_for(name, args.init_args)
             single = None
             for processes in args.processes:
                 threads = args.threads or max(1, (os.cpu_count() or 1) // processes)
@@ -170,24 +152,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                     "epoch_s": round(result["epoch_s"], 3), "train_images": result["train_images"],
                     "batch_size": args.batch_size, "image_size": args.image_size, "backbone": args.backbone,
                     "layers": " ".join(args.layers), "epochs": args.epochs, "init_args": json.dumps(init_args),
-                    "commit": report._commit(), "date": datetime.now().astimezone().isoformat(timespec="seconds"),
-                    "host": f"cpus={os.cpu_count()}", "command": args.command,
+                    "commit": report.commit(), "date": report.now(),
+                    "host": report.host(torch_threads=False), "command": args.command,
                 }  # fmt: skip
-                _append(args.out, row)
+                report.append_rows(args.out, [row], COLUMNS)
                 rows.append(row)
                 label = f"{name}: {processes} process(es) x {threads} thread(s)"
                 print(f"[ddp-throughput] {label}: {throughput:.2f} images/s", flush=True)
     report.write_markdown(args.out, [c for c in COLUMNS if c != "command"], title="DDP training throughput")
     return rows
-
-
-def report_init_args(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The ``--init-args`` JSON objects given for ``name`` (case-insensitive), merged in order."""
-    merged: dict[str, Any] = {}
-    for model, text in args.init_args:
-        if model.lower() == name.lower():
-            merged.update(json.loads(text))
-    return merged
 
 
 if __name__ == "__main__":

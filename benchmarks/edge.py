@@ -2,34 +2,28 @@
 # SPDX-License-Identifier: Apache-2.0
 """Edge deployment benchmark: accuracy per precision and batch-1 latency, torch eager vs OpenVINO FP32/FP16/INT8.
 
-For each model: train with anomalib's Engine (same data options as ``run.py``), export OpenVINO IR in every
+For each model: train with anomalib's Engine (the options of ``benchmarks.run``), export OpenVINO IR in every
 requested precision (INT8: NNCF post-training quantisation calibrated on the training images), then on the test
 set measure image/pixel AUROC of torch eager and of each IR with the same inputs and metric code, and time
 batch-1 inference (median, p95) and batch-N throughput. The model's feature extractor alone is timed too (torch
 eager and OpenVINO FP32): the floor no flow model can beat. One CSV row per (model, runtime).
 
-    python benchmarks/edge.py --models CflowAD --root ../shared/data/mtd --category magnetic_tile --epochs 1
+    python -m benchmarks.edge --models CflowAD --root ../shared/data/mtd --category magnetic_tile --epochs 1
 """
 
 import argparse
-import shlex
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-if __package__:
-    from . import data_setup, edge_runners, report, run
-else:  # run as a script: benchmarks/ is sys.path[0]
-    import data_setup
-    import edge_runners
-    import report
-    import run
+from benchmarks import data_setup, edge_runners, harness, report, run
+from benchmarks.baselines import build_model
 
-__all__ = ["main"]
+__all__ = ["COLUMNS", "main", "parse_args"]
 
+#: One row per (model, runtime), as in the recorded ``results/edge_*.csv``.
 COLUMNS = (
     "model", "runtime", "image_AUROC", "pixel_AUROC", "median_ms", "p95_ms", "throughput_img_s",
     "image_size", "epochs", "dataset", "category", "commit", "date", "host", "command",
@@ -37,21 +31,15 @@ COLUMNS = (
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Edge options; everything else is ``run.py``'s (data, backbone, layers, size, epochs, ``--init-args``)."""
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8"], choices=["fp32", "fp16", "int8"])
-    p.add_argument("--runs", type=int, default=50, help="timed batch-1 calls per runtime")
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--throughput-batch", type=int, default=8)
-    p.add_argument("--precision-hint", default="f32", help="OpenVINO INFERENCE_PRECISION_HINT ('' for the default)")
-    edge, rest = p.parse_known_args(argv)
-    args = run.parse_args([*rest, "--no-baselines"] if "--no-baselines" not in rest else rest)
-    for key, value in vars(edge).items():
-        setattr(args, key, value)
-    if "--out" not in rest:
-        args.out = Path(__file__).parent / "results" / f"edge_{args.dataset}_{args.category}.csv"
-    args.command = shlex.join(["benchmarks/edge.py", *(sys.argv[1:] if argv is None else argv)])
-    return args
+    """``benchmarks.run``'s options (never adding the baselines) plus precisions and timing repetitions."""
+    p = run.build_parser(__doc__.split("\n\n")[0])
+    edge = p.add_argument_group("edge")
+    edge.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "int8"], choices=["fp32", "fp16", "int8"])
+    edge.add_argument("--runs", type=int, default=50, help="timed batch-1 calls per runtime")
+    edge.add_argument("--warmup", type=int, default=5)
+    edge.add_argument("--throughput-batch", type=int, default=8)
+    edge.add_argument("--precision-hint", default="f32", help="OpenVINO INFERENCE_PRECISION_HINT ('' for the default)")
+    return run.finish_args(p, argv, module="edge", baselines=False, out_prefix="edge_")
 
 
 def _export(engine: Any, model: Any, precision: str, datamodule: Any, root: Path, size: tuple) -> Path:
@@ -91,24 +79,19 @@ def evaluate(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Train one model, export it, and measure every runtime; returns one row per runtime."""
     import openvino as ov
     import torch
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
-    from anomalib_nfplus.baselines import ModelSpec, build_model
-
     seed_everything(args.seed, workers=True)
-    size = tuple(args.image_size) if len(args.image_size) == 2 else (args.image_size[0],) * 2
+    size = args.image_size
     config = {"INFERENCE_PRECISION_HINT": args.precision_hint} if args.precision_hint else {}
     if args.threads:  # the same number of threads for torch and OpenVINO
         torch.set_num_threads(args.threads)
         config["INFERENCE_NUM_THREADS"] = str(args.threads)
     with tempfile.TemporaryDirectory(prefix="nfplus_edge_") as tmp:
         datamodule = data_setup.make_datamodule(args, data_setup.materialise(args, Path(tmp) / "data"))
-        spec = ModelSpec(args.backbone, tuple(args.layers), size, args.weights, data_setup.has_masks(args))
-        model = build_model(name, spec, run.init_args_for(name, args))
-        engine = Engine(max_epochs=args.epochs, logger=False, default_root_dir=Path(tmp) / "runs", accelerator="cpu",
-                        devices=1, enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-        engine.fit(model, datamodule=datamodule)
+        model = build_model(name, run.spec_for(args), run.init_args_for(name, args))
+        fitted = harness.fit_and_time(model, datamodule, epochs=args.epochs, root_dir=Path(tmp) / "runs", test=False)
+        engine = fitted.engine
         samples = list(edge_runners.load_test_samples(datamodule, size))
         rows = [_measure("torch", edge_runners.torch_runner(model), samples, args)]
         for precision in args.precisions:
@@ -124,8 +107,8 @@ def evaluate(name: str, args: argparse.Namespace) -> list[dict[str, Any]]:
                 _measure("backbone_openvino_fp32", edge_runners.openvino_runner(ir, config), samples, args, False)
             )
     common = {"model": name, "image_size": "x".join(map(str, size)), "epochs": args.epochs, "dataset": args.dataset,
-              "category": args.category, "commit": report._commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "host": report._host("cpu"), "command": args.command}  # fmt: skip
+              "category": args.category, "commit": report.commit(), "date": report.now(),
+              "host": report.host("cpu"), "command": args.command}  # fmt: skip
     return [{c: _round((common | row).get(c, "")) for c in COLUMNS} for row in rows]
 
 
@@ -134,22 +117,12 @@ def _round(value: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Run every model and write ``--out`` (CSV) plus a markdown table beside it."""
-    import csv
-
+    """Run every model and write ``--out`` (CSV, this run only) plus a markdown table beside it."""
     args = parse_args(argv)
     rows = [row for name in args.models for row in evaluate(name, args)]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    report.write_rows(args.out, rows, COLUMNS)
     shown = [c for c in COLUMNS if c not in {"command", "host", "date"}]
-    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
-    lines += ["| " + " | ".join(str(r[c]) for c in shown) + " |" for r in rows]
-    lines += ["", f"Command: `{args.command}`", f"Host: {rows[0]['host']}" if rows else ""]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
+    print(report.write_markdown(args.out, shown, title="Edge deployment").read_text(), flush=True)
     return rows
 
 

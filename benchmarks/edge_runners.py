@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Runners, test-set loading, accuracy and latency measurement for ``benchmarks/edge.py``.
+"""Runners, test-set loading, accuracy and latency measurement for ``benchmarks.edge`` (and ``benchmarks.int8_scopes``).
 
 Every runner takes the same raw ``[0, 1]`` images already resized to the export size, so torch eager and the
 OpenVINO precisions are compared on identical inputs and with identical metric code.

@@ -13,12 +13,11 @@ Then, for the direct route (``torch.export`` -> OpenVINO, the default) and anoma
 
 CPU seconds are the honest figure on a shared machine: wall seconds grow with other processes' load.
 
-    python benchmarks/export_time.py                 # all three presets, writes benchmarks/results/export_time.*
-    python benchmarks/export_time.py --models CflowAD --routes direct
+    python -m benchmarks.export_time                 # all three presets, writes benchmarks/results/export_time.*
+    python -m benchmarks.export_time --models CflowAD --routes direct
 """
 
 import argparse
-import csv
 import os
 import resource
 import shutil
@@ -30,11 +29,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+from benchmarks import harness, report
+
+__all__ = ["FIELDS", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {"CflowAD": "cflow_ad_cpu.yaml", "HGAD": "hgad_cpu.yaml", "DifferNet": "differnet_cpu.yaml"}
 ROUTES = {"direct": [], "onnx": ["--onnx_kwargs", "{}"]}
+#: One row per (model, route), as in the recorded ``results/export_time*.csv``.
 FIELDS = ["model", "route", "image_size", "to_openvino_wall_s", "to_openvino_cpu_s", "cli_wall_s", "cli_cpu_s",
           "cli_output_lines", "cli_rc", "load_avg_1min", "command"]  # fmt: skip
 
@@ -65,7 +67,6 @@ def _children_cpu() -> float:
 def fit_preset(name: str, work: Path, batches: int) -> tuple[Any, Path, int]:
     """The preset's model fitted for ``batches`` batches on generated images, and its checkpoint."""
     from anomalib.data import MVTecAD
-    from anomalib.engine import Engine
     from anomalib.models import AnomalibModule
 
     from anomalib_nfplus.data.synthetic import make_mvtec_like
@@ -75,9 +76,8 @@ def fit_preset(name: str, work: Path, batches: int) -> tuple[Any, Path, int]:
     data = make_mvtec_like(work / "data", categories=("stripes",), n_train=4 * batches, n_test_good=2,
                            n_test_bad=1, image_size=size)  # fmt: skip
     datamodule = MVTecAD(root=data, category="stripes", train_batch_size=4, eval_batch_size=4, num_workers=0)
-    engine = Engine(default_root_dir=work / "runs", max_epochs=1, limit_train_batches=batches, limit_val_batches=1,
-                    logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")  # fmt: skip
-    engine.fit(model, datamodule=datamodule)
+    engine = harness.fit_and_time(model, datamodule, epochs=1, root_dir=work / "runs", test=False,
+                                  limit_train_batches=batches, limit_val_batches=1).engine  # fmt: skip
     checkpoint = work / f"{name}.ckpt"
     engine.trainer.save_checkpoint(checkpoint)
     return model, checkpoint, size
@@ -116,17 +116,10 @@ def measure(name: str, work: Path, routes: Sequence[str], batches: int) -> list[
 
 
 def write(rows: list[dict[str, Any]], path: Path) -> None:
-    """The rows as CSV and as a markdown table beside it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()} for row in rows)
-    header = FIELDS[:-1]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(f"{row[k]:.1f}" if isinstance(row[k], float) else str(row[k]) for k in header) + " |"
-              for row in rows]  # fmt: skip
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    """The rows (this run only) as CSV, and the markdown table beside it."""
+    report.write_rows(path, ({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()} for row in rows),
+                      FIELDS)  # fmt: skip
+    report.write_markdown(path, FIELDS[:-1], title="OpenVINO export time")
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:

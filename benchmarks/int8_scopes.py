@@ -8,7 +8,7 @@ except depthwise); INT8 of every backbone convolution; INT8 of NNCF's default sc
 flows and map arithmetic included); and the backbone alone in FP32 and INT8. It also prints the FP32 IR's time per
 OpenVINO op type (``PERF_COUNT``), which shows the share INT8 cannot touch.
 
-    python benchmarks/int8_scopes.py --model CflowAD --threads 1
+    python -m benchmarks.int8_scopes --model CflowAD --threads 1
 """
 
 import argparse
@@ -22,10 +22,7 @@ from typing import Any
 
 import numpy as np
 
-if __package__:
-    from . import edge_runners
-else:  # run as a script: benchmarks/ is sys.path[0]
-    import edge_runners
+from benchmarks import edge_runners, harness
 
 __all__ = ["main"]
 
@@ -34,7 +31,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Model, size, layers, threads and timing repetitions."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="CflowAD", choices=["CflowAD", "HGAD"])
-    p.add_argument("--layers", nargs="+", default=["blocks.2", "blocks.4", "blocks.6"])
+    p.add_argument("--layers", nargs="+", default=list(harness.DEFAULT_LAYERS))
     p.add_argument("--image-size", type=int, default=256)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=60)
@@ -45,7 +42,6 @@ def _train_and_export(args: argparse.Namespace, work: Path) -> tuple[Path, Any, 
     import torch
     from anomalib.data import MVTecAD
     from anomalib.deploy import ExportType
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
     from anomalib_nfplus import HGAD, CflowAD
@@ -57,12 +53,11 @@ def _train_and_export(args: argparse.Namespace, work: Path) -> tuple[Path, Any, 
     size = args.image_size
     make_mvtec_like(work / "data", categories=("stripes",), n_train=32, n_test_good=4, n_test_bad=2, image_size=size)
     datamodule = MVTecAD(root=work / "data", category="stripes", train_batch_size=16, eval_batch_size=16, num_workers=0)
-    common = {"backbone": "tf_efficientnet_lite0", "layers": tuple(args.layers), "pre_trained": False,
-              "backbone_weights": str(offline_weights("tf_efficientnet_lite0")), "image_size": size,
-              "visualizer": False}  # fmt: skip
+    backbone = harness.DEFAULT_BACKBONE
+    common = {"backbone": backbone, "layers": tuple(args.layers), "pre_trained": False,
+              "backbone_weights": str(offline_weights(backbone)), "image_size": size, "visualizer": False}  # fmt: skip
     model = CflowAD(**common) if args.model == "CflowAD" else HGAD(**common, cond_dim=64, n_blocks=8)
-    engine = Engine(max_epochs=1, default_root_dir=work / "runs", logger=False, enable_progress_bar=False)
-    engine.fit(model, datamodule=datamodule)
+    engine = harness.fit_and_time(model, datamodule, epochs=1, root_dir=work / "runs", test=False).engine
     path = engine.export(model, ExportType.OPENVINO, export_root=work / "fp32", input_size=(size, size),
                          onnx_kwargs={"opset_version": 18})  # fmt: skip
     return Path(path), model, datamodule
@@ -111,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     import openvino as ov
     import torch
 
-    from anomalib_nfplus.models.components.quantization import backbone_only_scope
+    from anomalib_nfplus.models.components.export.quantization import backbone_only_scope
 
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nfplus_int8_") as tmp:

@@ -3,28 +3,24 @@
 """Train and test models side by side on one dataset and append one result row per model to a CSV.
 
 Every model in a run shares backbone, layers, input size, epochs, batch size, seed and metrics; anomalib's
-``Cflow``/``Fastflow`` and the plugin's models are built by ``anomalib_nfplus.baselines``. Next to the CSV a
+``Cflow``/``Fastflow`` and the plugin's models are built by ``benchmarks.baselines``. Next to the CSV a
 markdown table is regenerated from all rows, with the command that produced each one.
 See ``benchmarks/README.md`` for usage.
 
 Example:
-    python benchmarks/run.py --models Cflow Fastflow --root ../shared/data/mtd --category magnetic_tile \
+    python -m benchmarks.run --models Cflow Fastflow --root ../shared/data/mtd --category magnetic_tile \
         --image-size 256 --epochs 1
-    python benchmarks/run.py --preset configs/cflow_ad_cpu.yaml --no-baselines --root ../shared/data/mtd \
+    python -m benchmarks.run --preset configs/cflow_ad_cpu.yaml --no-baselines --root ../shared/data/mtd \
         --category magnetic_tile --seed 1
 """
 
 import argparse
 import importlib
 import inspect
-import json
 import os
-import resource
 import shlex
 import statistics
-import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,21 +29,34 @@ from typing import Any
 
 import yaml
 
-from anomalib_nfplus.baselines import OFFLINE_BACKBONES, ModelSpec, build_model
+from benchmarks import data_setup, harness, isolation, report
+from benchmarks.baselines import OFFLINE_BACKBONES, ModelSpec, build_model
 
-if __package__:
-    from . import data_setup, isolation, report
-else:  # run as a script: benchmarks/ is sys.path[0]
-    import data_setup
-    import isolation
-    import report
+__all__ = [
+    "COLUMNS",
+    "Preset",
+    "build_parser",
+    "finish_args",
+    "init_args_for",
+    "load_preset",
+    "main",
+    "make_row",
+    "parse_args",
+    "run_one",
+    "seed_summary",
+]
 
-__all__ = ["Preset", "load_preset", "main", "parse_args", "run_one", "seed_summary"]
-
-DEFAULT_LAYERS = ("blocks.2", "blocks.4", "blocks.6")
+RESULTS = Path(__file__).parent / "results"
 BASELINES = ("Cflow", "Fastflow")  # anomalib's flows, run beside every plugin model so tables compare like with like
 SPEC_KEYS = ("backbone", "layers", "pre_trained", "backbone_weights", "image_size")  # shared by the whole run
 SUMMARY_COLUMNS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "train_s", "test_s")  # mean ± std over seeds
+METRICS = ("image_AUROC", "pixel_AUROC", "pixel_AUPRO")
+#: One row per (model, run); every recorded ``mtd_*``, ``elpv_*`` and ``presets_*`` CSV has these columns.
+COLUMNS = (
+    "model", "backbone", "layers", "image_size", "epochs", "batch_size", "dataset", "category",
+    "image_AUROC", "pixel_AUROC", "pixel_AUPRO", "train_s", "val_s", "test_s", "train_images_per_s",
+    "peak_rss_mb", "weights", "seed", "commit", "date", "host", "command",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ def load_preset(path: Path) -> Preset:
     if spec.get("image_size") is not None:
         size = spec["image_size"]
         defaults["image_size"] = [size] if isinstance(size, int) else list(size)
-    backbone = defaults.get("backbone", "tf_efficientnet_lite0")
+    backbone = defaults.get("backbone", harness.DEFAULT_BACKBONE)
     if not spec.get("pre_trained", True):
         defaults["weights"] = "random"
     elif backbone not in OFFLINE_BACKBONES:
@@ -104,9 +113,12 @@ def load_preset(path: Path) -> Preset:
     return Preset(class_name, defaults, init_args, frozenset(inspect.signature(cls).parameters))
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse and check the command line (see ``--help``)."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The runner's options: one dataset, the shared model options, the models and where rows go.
+
+    ``benchmarks.edge`` extends this parser with its own options.
+    """
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--preset",
         type=Path,
@@ -128,41 +140,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--normal-test-dir", default="test/good", help="folder format: normal test images")
     p.add_argument("--mask-dirs", nargs="*", default=[], help="folder format: masks, one dir per abnormal dir")
     p.add_argument("--dataset", help="name in the dataset column (default: name of --root)")
-    p.add_argument("--backbone", default="tf_efficientnet_lite0")
-    p.add_argument("--layers", nargs="+", default=list(DEFAULT_LAYERS))
-    p.add_argument("--weights", choices=["offline", "random", "hub"], default="offline", help="backbone weights")
-    p.add_argument("--image-size", nargs="+", type=int, default=[256], help="S or H W")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=min(8, (os.cpu_count() or 2) // 2))
-    p.add_argument("--accelerator", default="cpu", help="Lightning accelerator (cpu, gpu, auto)")
+    harness.add_model_options(p, num_workers=min(8, (os.cpu_count() or 2) // 2))
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--limit-train", type=int, help="use N training images (seeded subsample)")
     p.add_argument("--max-test", type=int, help="use at most N test images (seeded, stratified per folder)")
     p.add_argument("--out", type=Path, help="CSV to append to (default benchmarks/results/<dataset>_<category>.csv)")
     p.add_argument("--runs-dir", type=Path, help="keep checkpoints here (default: a temporary directory)")
     p.add_argument("--in-process", action="store_true", help="run all models in this process (default: one each)")
-    p.add_argument(
-        "--init-args",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("MODEL", "JSON"),
-        help="extra constructor arguments of one model, e.g. --init-args DifferNet '{\"n_test_transforms\": 8}'",
-    )
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check the command line (see ``--help``)."""
+    return finish_args(build_parser(__doc__.split("\n\n")[0]), argv, module="run")
+
+
+def finish_args(
+    p: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    *,
+    module: str,
+    baselines: bool = True,
+    out_prefix: str = "",
+) -> argparse.Namespace:
+    """Parse with a ``--preset``'s defaults, check, add the baselines and fill the derived fields.
+
+    ``baselines=False`` never adds ``Cflow``/``Fastflow`` (as ``--no-baselines`` does); ``module`` names the
+    script in the recorded command; the default ``--out`` is ``results/<out_prefix><dataset>_<category>.csv``.
+    """
     known, _ = p.parse_known_args(argv)
     preset = _read_preset(p, known.preset) if known.preset else None
     if preset is not None:
         p.set_defaults(**preset.defaults)
     args = p.parse_args(argv)
     args.preset_model = preset
+    harness.check_model_options(p, args)
     _check(p, args)
-    args.models = _with_baselines(p, args.models, add=not args.no_baselines)
-    args.image_size = tuple(args.image_size * 2 if len(args.image_size) == 1 else args.image_size)
+    args.models = _with_baselines(p, args.models, add=baselines and not args.no_baselines)
     args.dataset = args.dataset or args.root.resolve().name
-    args.out = args.out or Path(__file__).parent / "results" / f"{args.dataset}_{args.category}.csv"
-    args.command = shlex.join(["benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)])
+    args.out = args.out or RESULTS / f"{out_prefix}{args.dataset}_{args.category}.csv"
+    args.command = report.command_line(module, argv)
     return args
 
 
@@ -190,9 +207,7 @@ def _with_baselines(p: argparse.ArgumentParser, models: list[str], *, add: bool)
 
 
 def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if len(args.image_size) not in {1, 2} or min(args.image_size) < 32:
-        p.error(f"--image-size takes S or H W with values >= 32, got {args.image_size}")
-    for name in ("epochs", "batch_size", "limit_train", "max_test", "threads"):
+    for name in ("limit_train", "max_test", "threads"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
@@ -200,13 +215,20 @@ def _check(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--format folder needs --abnormal-dirs (e.g. test/defective test/likely_defective)")
     if args.mask_dirs and len(args.mask_dirs) != len(args.abnormal_dirs):
         p.error(f"--mask-dirs needs one dir per --abnormal-dirs entry, got {args.mask_dirs} for {args.abnormal_dirs}")
-    if args.weights == "offline" and args.backbone not in OFFLINE_BACKBONES:
-        p.error(
-            f"no offline weights for {args.backbone!r} (have {sorted(OFFLINE_BACKBONES)}); use --weights random|hub"
-        )
     base = args.root / args.category if args.format == "mvtec" else args.root
     if not base.is_dir():
         p.error(f"dataset folder {base} does not exist")
+
+
+def spec_for(args: argparse.Namespace) -> ModelSpec:
+    """What every model of the run shares (backbone, layers, size, weights, pixel metrics when masks exist)."""
+    return ModelSpec(
+        backbone=args.backbone,
+        layers=tuple(args.layers),
+        image_size=args.image_size,
+        weights=args.weights,
+        pixel_metrics=data_setup.has_masks(args),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -226,10 +248,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 traceback.print_exc()
                 failed.append(name)
                 continue
-        report.append_row(args.out, row)
+        report.append_rows(args.out, [row], COLUMNS)
         rows.append(row)
-        print(report.summary(row), flush=True)
-    markdown = report.write_markdown(args.out)
+        print(summary(row), flush=True)
+    markdown = report.write_markdown(args.out, [c for c in COLUMNS if c != "command"], title="Benchmark results")
     if args.preset:
         with markdown.open("a") as handle:
             handle.write("\n" + seed_summary(report.read_rows(args.out)))
@@ -242,7 +264,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
 def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """Fit and test one model; return its result row."""
     import torch
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
     if args.threads:
@@ -251,33 +272,62 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="nfplus_bench_") as tmp:
         data_root = data_setup.materialise(args, Path(tmp) / "data")
         datamodule = data_setup.make_datamodule(args, data_root)
-        spec = ModelSpec(
-            backbone=args.backbone,
-            layers=tuple(args.layers),
-            image_size=args.image_size,
-            weights=args.weights,
-            pixel_metrics=data_setup.has_masks(args),
-        )
+        spec = spec_for(args)
         model = build_model(name, spec, init_args_for(name, args))
-        timer = report.ValidationTimer()
-        engine = Engine(
-            max_epochs=args.epochs,
-            logger=False,
-            default_root_dir=args.runs_dir or Path(tmp) / "runs",
+        timing = harness.fit_and_time(
+            model,
+            datamodule,
+            epochs=args.epochs,
+            root_dir=args.runs_dir or Path(tmp) / "runs",
             accelerator=args.accelerator,
-            devices=1,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            callbacks=[timer],
         )
-        start = time.perf_counter()
-        engine.fit(model, datamodule=datamodule)
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        metrics = engine.test(model, datamodule=datamodule, verbose=False)[0]
-        test_s = time.perf_counter() - start
         n_train = len(datamodule.train_data)
-    return report.make_row(name, args, metrics, n_train, train_s, timer.seconds, test_s, _peak_rss_mb(), spec)
+    return make_row(name, args, timing, n_train, harness.peak_rss_mb(), spec)
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float | str:
+    value = metrics.get(key)
+    return "" if value is None else round(float(value), 4)
+
+
+def make_row(
+    name: str,
+    args: argparse.Namespace,
+    timing: harness.FitTiming,
+    n_train: int,
+    peak_rss_mb: float,
+    spec: ModelSpec,
+) -> dict[str, Any]:
+    """One CSV row. ``train_s`` is the whole ``engine.fit``; throughput uses it minus validation time."""
+    fit_only = max(timing.train_s - timing.val_s, 1e-9)
+    return {
+        "model": name,
+        "backbone": spec.backbone,
+        "layers": " ".join(spec.layers),
+        "image_size": "x".join(map(str, spec.image_size)),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "dataset": args.dataset,
+        "category": args.category,
+        **{key: _metric(timing.metrics, key) for key in METRICS},
+        "train_s": round(timing.train_s, 2),
+        "val_s": round(timing.val_s, 2),
+        "test_s": round(timing.test_s, 2),
+        "train_images_per_s": round(n_train * args.epochs / fit_only, 3),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        "weights": spec.weights,
+        "seed": args.seed,
+        "commit": report.commit(),
+        "date": report.now(),
+        "host": report.host(args.accelerator),
+        "command": args.command,
+    }
+
+
+def summary(row: dict[str, Any]) -> str:
+    """One human-readable line per finished model."""
+    metrics = " ".join(f"{key}={row[key]}" for key in METRICS if row[key] != "")
+    return f"[benchmark] {row['model']}: {metrics} train_s={row['train_s']} test_s={row['test_s']}"
 
 
 def init_args_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -292,22 +342,24 @@ def init_args_for(name: str, args: argparse.Namespace) -> dict[str, Any]:
         merged.update(preset.init_args)
         run_values = {"seed": args.seed, "image_size": list(args.image_size)}
         merged.update({key: value for key, value in run_values.items() if key in preset.parameters})
-    for model, text in args.init_args:
-        if model.lower() == name.lower():
-            value = json.loads(text)
-            if not isinstance(value, dict):
-                msg = f"--init-args {model} must be a JSON object, got {text!r}"
-                raise ValueError(msg)
-            merged.update(value)
-    return merged
+    return merged | harness.init_args_for(name, args.init_args)
+
+
+#: How the runner's command has been recorded: as a script path, and as a module.
+_PROGRAMS = (("benchmarks/run.py",), ("python", "-m", "benchmarks.run"))
 
 
 def _without_seed(command: str) -> str:
+    """The command's arguments without ``--seed N`` (and without the program, however it was started)."""
     words = shlex.split(command)
+    for program in _PROGRAMS:
+        if tuple(words[: len(program)]) == program:
+            words = words[len(program) :]
+            break
     if "--seed" in words:
         at = words.index("--seed")
         del words[at : at + 2]
-    return shlex.join(words)
+    return shlex.join(["python", "-m", "benchmarks.run", *words])
 
 
 def _mean_std(values: list[float], digits: int) -> str:
@@ -339,13 +391,6 @@ def seed_summary(rows: list[dict[str, str]]) -> str:
         ]
         lines.append(f"| {model} | {seeds} | " + " | ".join(cells) + f" | `{command}` |")
     return "\n".join(lines) + "\n"
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process or of its largest finished child (dataloader workers), in MiB."""
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
-    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return peak * scale / 2**20
 
 
 if __name__ == "__main__":

@@ -6,40 +6,17 @@ Called by the start-up hook right after ``anomalib.models`` is imported (see ``_
 hand when auto-registration is switched off. Importing the model modules is what makes the CLI and
 ``get_model`` find them; adding them to the ``anomalib.models`` / ``anomalib.data`` namespaces additionally lets
 name-based configs (``get_model({"class_path": "HGAD"})``, ``get_datamodule({"class_path": "MVTec"})``) work.
-Existing names are never overwritten.
+Existing names are never overwritten (:func:`expose`).
+
+The dependency runs one way: this module imports the models package (inside :func:`register`), the models package
+never imports this module.
 """
 
 import importlib
-import logging
-import sys
-from collections.abc import Sequence
+
+from anomalib_nfplus._exposure import expose, is_initialising
 
 __all__ = ["expose", "is_initialising", "register"]
-
-logger = logging.getLogger(__name__)
-
-
-def is_initialising(module_name: str) -> bool:
-    """Whether ``module_name`` is being imported right now (its body has not finished)."""
-    module = sys.modules.get(module_name)
-    return module is not None and bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
-
-
-def expose(source_module: str, names: Sequence[str], namespace_module: str = "anomalib.models") -> None:
-    """Add ``names`` of ``source_module`` to an anomalib namespace (default ``anomalib.models``).
-
-    A models module calls this as its last statement; registration targets of the start-up hook call it only
-    when the module is not half-imported (see :func:`register`). Third-party plugins use it the same way.
-    """
-    source = importlib.import_module(source_module)
-    namespace = importlib.import_module(namespace_module)
-    for name in names:
-        obj = getattr(source, name)
-        current = getattr(namespace, name, None)
-        if current is None:
-            setattr(namespace, name, obj)
-        elif current is not obj:
-            logger.warning("anomalib already defines %s.%s; keeping anomalib's.", namespace_module, name)
 
 
 def register() -> None:

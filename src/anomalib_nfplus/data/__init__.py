@@ -14,8 +14,6 @@ _LAZY: dict[str, str] = {
     "Unified": "anomalib_nfplus.data.unified",
     "UnifiedImageBatch": "anomalib_nfplus.data.unified",
     "UnifiedImageItem": "anomalib_nfplus.data.unified",
-    "PerCategoryMetrics": "anomalib_nfplus.data.category_metrics",
-    "class_index_of": "anomalib_nfplus.data.unified",
     "FewShot": "anomalib_nfplus.data.few_shot",
     "FewShotMVTecAD": "anomalib_nfplus.data.few_shot",
     "subsample_training_set": "anomalib_nfplus.data.few_shot",

@@ -9,8 +9,9 @@ extra ``class_index`` field (:class:`UnifiedImageBatch`). Models that ignore the
 
 Training batches mix categories (shuffled). Evaluation batches hold one category each, so categories without
 masks give ``gt_mask=None`` and anomalib's pixel metrics skip them: the overall pixel scores cover the categories
-that have masks only. When a trainer uses the datamodule, it adds :class:`PerCategoryMetrics`, which logs
-``image_AUROC/<category>``, ``pixel_AUROC/<category>`` (categories with masks) and their ``/mean``.
+that have masks only. The per-category table (``image_AUROC/<category>``, ``pixel_AUROC/<category>`` for categories
+with masks, and their ``/mean``) comes from :class:`~anomalib_nfplus.callbacks.PerCategoryMetrics`, which the
+plugin's models add by themselves (see :class:`Unified`).
 
 Example:
     >>> from anomalib.data import Folder, MVTecAD
@@ -34,26 +35,10 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch.utils.data import DataLoader, SequentialSampler
 from torchvision.transforms.v2 import Transform
 
-from .category_metrics import PerCategoryMetrics
-from .unified_batch import (
-    UnifiedImageBatch,
-    UnifiedImageItem,
-    class_index_of,
-    class_names_of,
-    require_class_index,
-)
+from .unified_batch import UnifiedImageBatch, UnifiedImageItem, class_names_of
 from .unified_dataset import CategoryBatchSampler, UnifiedDataset
 
-__all__ = [
-    "PerCategoryMetrics",
-    "Unified",
-    "UnifiedDataset",
-    "UnifiedImageBatch",
-    "UnifiedImageItem",
-    "class_index_of",
-    "class_names_of",
-    "require_class_index",
-]
+__all__ = ["Unified", "UnifiedDataset", "UnifiedImageBatch", "UnifiedImageItem", "class_names_of"]
 
 
 class UnifiedDataError(ValueError):
@@ -62,6 +47,13 @@ class UnifiedDataError(ValueError):
 
 class Unified(AnomalibDataModule):
     """Several anomalib image datamodules as one multi-class datamodule (class index = position in the list).
+
+    Per-category metrics: the datamodule never changes the trainer. The plugin's models (CflowAD, DifferNet,
+    HGAD) return :class:`~anomalib_nfplus.callbacks.PerCategoryMetrics` from ``configure_callbacks``, Lightning's
+    hook for the callbacks a model needs, whenever their trainer's datamodule has ``class_names``, as this one has;
+    ``category_metrics=False`` opts out. With other models, pass the callback to the trainer:
+    ``Engine(callbacks=[PerCategoryMetrics()])``, or on the command line
+    ``--trainer.callbacks anomalib_nfplus.callbacks.PerCategoryMetrics``.
 
     Args:
         datamodules (Sequence[AnomalibDataModule] | None, optional): One image datamodule per category.
@@ -87,8 +79,9 @@ class Unified(AnomalibDataModule):
             label is used. Defaults to ``"same_as_test"``.
         val_split_ratio (float, optional): Share of training images for a ``"synthetic"`` or ``"from_train"``
             validation split. Defaults to ``0.5``.
-        category_metrics (bool, optional): Add :class:`PerCategoryMetrics` to the trainer that uses this
-            datamodule. Defaults to ``True``.
+        category_metrics (bool, optional): Let the plugin's models add
+            :class:`~anomalib_nfplus.callbacks.PerCategoryMetrics` when they run on this datamodule.
+            Defaults to ``True``.
     """
 
     def __init__(
@@ -138,13 +131,12 @@ class Unified(AnomalibDataModule):
         return len(self._class_names)
 
     def setup(self, stage: str | None = None) -> None:
-        """Set up every category, build the unified splits, and attach the per-category metrics callback."""
+        """Set up every category and build the unified splits."""
         if not self._is_setup or not hasattr(self, "train_data"):
             self._setup(stage)
             if isinstance(stage, TrainerFn):
                 self._is_setup = True
         self._update_augmentations()
-        self._attach_metrics()
 
     def _setup(self, _stage: str | None = None) -> None:
         for name, datamodule in zip(self._class_names, self.datamodules, strict=True):
@@ -169,13 +161,6 @@ class Unified(AnomalibDataModule):
     def _split(self, split: str) -> UnifiedDataset:
         sources = [getattr(datamodule, f"{split}_data", None) for datamodule in self.datamodules]
         return UnifiedDataset(sources, self._class_names, self.image_size, split)
-
-    def _attach_metrics(self) -> None:
-        trainer = getattr(self, "trainer", None)
-        if not self.category_metrics or trainer is None:
-            return
-        if not any(isinstance(callback, PerCategoryMetrics) for callback in trainer.callbacks):
-            trainer.callbacks.append(PerCategoryMetrics())
 
     def val_dataloader(self) -> DataLoader | list:  # type: ignore[override]
         """Validation batches, one category per batch (none when no category has validation data)."""

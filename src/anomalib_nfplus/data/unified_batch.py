@@ -4,8 +4,8 @@
 
 They subclass anomalib's ``ImageItem``/``ImageBatch`` and add one field, ``class_index`` (int64, ``()`` per item,
 ``(B,)`` per batch), so every anomalib component (pre/post-processor, metrics, visualizer) handles them unchanged
-and models that ignore the class never notice it. Models that need it read it with :func:`class_index_of` or
-:func:`require_class_index`.
+and models that ignore the class never notice it. The field's contract (values, and how models read it) lives in
+:mod:`anomalib_nfplus.batch`, which the models import instead of this package.
 """
 
 from collections.abc import Sequence
@@ -18,33 +18,15 @@ from anomalib.data import ImageBatch, ImageItem
 from anomalib.data.dataclasses.generic import FieldDescriptor
 from anomalib.data.dataclasses.numpy import NumpyImageBatch, NumpyImageItem
 
+from anomalib_nfplus.batch import as_class_index
+
 __all__ = [
     "UnifiedImageBatch",
     "UnifiedImageItem",
     "UnifiedNumpyImageBatch",
     "UnifiedNumpyImageItem",
-    "class_index_of",
     "class_names_of",
-    "require_class_index",
 ]
-
-
-def _as_index(value: Any, ndim: int, what: str) -> torch.Tensor | None:
-    if value is None:
-        return None
-    index = torch.as_tensor(value)
-    if index.is_floating_point() or index.is_complex() or index.dtype == torch.bool:
-        msg = f"{what} must hold integer class indices, got dtype {index.dtype}."
-        raise TypeError(msg)
-    if index.ndim != ndim:
-        msg = (
-            f"{what} must have {ndim} dimension(s) ({'(B,)' if ndim else 'a scalar'}), got shape {tuple(index.shape)}."
-        )
-        raise ValueError(msg)
-    if index.numel() and int(index.min()) < 0:
-        msg = f"{what} must be >= 0 (an index into the datamodule's class_names), got {index.tolist()}."
-        raise ValueError(msg)
-    return index.to(torch.int64)
 
 
 # Fields live in small dataclasses of their own: anomalib's descriptors resolve their type hints on the class that
@@ -66,7 +48,7 @@ class UnifiedNumpyImageItem(_NumpyClassIndexField, NumpyImageItem):
     @staticmethod
     def validate_class_index(class_index: Any) -> np.ndarray | None:
         """A scalar int64 array, or None."""
-        index = _as_index(class_index, 0, "class_index")
+        index = as_class_index(class_index, 0, "class_index")
         return None if index is None else index.numpy()
 
 
@@ -79,7 +61,7 @@ class UnifiedNumpyImageBatch(_NumpyClassIndexField, NumpyImageBatch):
     @staticmethod
     def validate_class_index(class_index: Any) -> np.ndarray | None:
         """An int64 array of shape ``(B,)``, or None."""
-        index = _as_index(class_index, 1, "class_index")
+        index = as_class_index(class_index, 1, "class_index")
         return None if index is None else index.numpy()
 
 
@@ -92,7 +74,7 @@ class UnifiedImageItem(_ClassIndexField, ImageItem):
     @staticmethod
     def validate_class_index(class_index: Any) -> torch.Tensor | None:
         """A scalar int64 tensor, or None."""
-        return _as_index(class_index, 0, "class_index")
+        return as_class_index(class_index, 0, "class_index")
 
 
 @dataclass
@@ -105,7 +87,7 @@ class UnifiedImageBatch(_ClassIndexField, ImageBatch):
     @staticmethod
     def validate_class_index(class_index: Any) -> torch.Tensor | None:
         """An int64 tensor of shape ``(B,)``, or None."""
-        return _as_index(class_index, 1, "class_index")
+        return as_class_index(class_index, 1, "class_index")
 
     @classmethod
     def collate(cls, items: list[ImageItem]) -> "UnifiedImageBatch":  # type: ignore[override]
@@ -124,47 +106,6 @@ class UnifiedImageBatch(_ClassIndexField, ImageBatch):
                 )
                 raise ValueError(msg)
         return super().collate(items)  # type: ignore[return-value]
-
-
-def class_index_of(batch: object) -> torch.Tensor | None:
-    """The batch's class indices (int64 ``(B,)``), or ``None`` for ordinary anomalib batches."""
-    index = getattr(batch, "class_index", None)
-    return index if isinstance(index, torch.Tensor) else None
-
-
-def require_class_index(batch: object, num_classes: int) -> torch.Tensor:
-    """:func:`class_index_of`, with a clear error when the indices are missing or outside ``[0, num_classes)``.
-
-    Args:
-        batch (object): An anomalib batch (``UnifiedImageBatch`` from :class:`~anomalib_nfplus.data.Unified`).
-        num_classes (int): Number of classes the model was built for.
-
-    Returns:
-        torch.Tensor: int64 class indices of shape ``(B,)``.
-
-    Raises:
-        ValueError: When the batch has no class indices, the wrong number of them, or one out of range.
-    """
-    index = class_index_of(batch)
-    if index is None:
-        msg = (
-            f"This batch ({type(batch).__name__}) has no class_index, but the model needs each image's class. Use "
-            "the anomalib_nfplus.data.Unified datamodule (its batches carry class_index), or a label-free mode."
-        )
-        raise ValueError(msg)
-    image = getattr(batch, "image", None)
-    if isinstance(image, torch.Tensor) and index.shape != image.shape[:1]:
-        msg = f"class_index has shape {tuple(index.shape)} but the batch holds {image.shape[0]} images."
-        raise ValueError(msg)
-    bad = index[(index < 0) | (index >= num_classes)]
-    if bad.numel():
-        msg = (
-            f"class_index values {sorted(set(bad.tolist()))[:5]} are outside [0, {num_classes}): the model was "
-            f"built for {num_classes} class(es) but the data has more categories. Build (or load) the model for "
-            "the datamodule's class_names."
-        )
-        raise ValueError(msg)
-    return index
 
 
 def class_names_of(datamodule: object) -> list[str]:

@@ -17,8 +17,6 @@ from PIL import Image
 
 __all__ = ["PRECISIONS", "EdgeModel", "Prediction", "precision_config", "read_rgb"]
 
-OUTPUT_NAMES = ("pred_score", "pred_label", "anomaly_map", "pred_mask")
-
 #: ``EdgeModel(precision=...)`` values: an OpenVINO ``INFERENCE_PRECISION_HINT``, or ``"auto"`` for the device's own.
 PRECISIONS = ("f32", "bf16", "f16", "auto")
 _HINT = "INFERENCE_PRECISION_HINT"

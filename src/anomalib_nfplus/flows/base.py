@@ -11,15 +11,28 @@ __all__ = ["InvertibleBlock", "is_tracing"]
 
 
 def is_tracing() -> bool:
-    """Tell whether the current call runs under ``torch.export``/``torch.compile``/TorchScript tracing.
+    """Tell whether the current call is being traced, exported or compiled rather than run eagerly.
 
-    Checks that read tensor *values* (``.min()``, ``.max()``) or compare symbolic batch sizes are skipped while
-    tracing, so that eager calls get clear errors and exported graphs stay free of data-dependent guards.
+    Covers TorchScript (scripting and ``torch.jit.trace``), the TorchScript-based ONNX exporter,
+    ``torch.export`` (strict and non-strict, hence the dynamo ONNX exporter) and ``torch.compile``. Checks that
+    read tensor *values* (``.min()``, ``.tolist()``) or compare symbolic sizes are skipped while tracing, so that
+    eager calls get clear errors and exported graphs stay free of data-dependent guards; eager-only speed-ups
+    (caches, chunking) are skipped too, so that a trace records one plain graph.
 
     Returns:
-        bool: ``True`` while tracing or compiling.
+        bool: ``True`` while tracing, exporting or compiling.
+
+    Example:
+        >>> is_tracing()
+        False
     """
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+    return (
+        torch.jit.is_scripting()
+        or torch.jit.is_tracing()
+        or torch.onnx.is_in_onnx_export()
+        or torch.compiler.is_exporting()
+        or torch.compiler.is_compiling()
+    )
 
 
 class InvertibleBlock(nn.Module, ABC):

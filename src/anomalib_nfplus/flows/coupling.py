@@ -25,6 +25,23 @@ def _with_cond(h: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
     return h if cond is None else torch.cat([h, cond], dim=1)
 
 
+def _cast(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(dtype)
+
+
+def _checked_subnet(subnet: nn.Module) -> nn.Sequential:
+    """Refuse a subnet the fused path of :class:`AllInOneCoupling` cannot split (see its docstring)."""
+    layers = list(subnet) if isinstance(subnet, nn.Sequential) else []
+    parametrised = [layer for layer in layers if any(True for _ in layer.parameters(recurse=True))]
+    if not layers or not isinstance(layers[0], nn.Linear) or not all(isinstance(m, nn.Linear) for m in parametrised):
+        msg = (
+            "AllInOneCoupling needs an nn.Sequential subnet that starts with nn.Linear and has no parametrised "
+            f"layers other than nn.Linear (e.g. allinone_subnet or mlp_subnet_factory), got {subnet}."
+        )
+        raise TypeError(msg)
+    return subnet
+
+
 def _check_coupling_args(dim: int, clamp_alpha: float) -> None:
     if dim < 2:
         msg = f"A coupling block splits the channels in two and needs dim >= 2, got dim={dim}."
@@ -54,6 +71,13 @@ class AllInOneCoupling(InvertibleBlock):
     being orthogonal, its inverse is its transpose, so the inverse pass needs no matrix inversion (and no second
     buffer that checkpoints, and DDP's buffer broadcasts, would carry as well).
 
+    The condition enters only the subnet's first (linear) layer, and ``W [x_1; c] + b = W_x x_1 + (W_c c + b)``.
+    :meth:`condition_term` computes ``W_c c + b`` and :meth:`forward_with_term` runs the block from it, so a caller
+    whose conditions repeat (CFLOW-AD's and HGAD's positional encodings, shared by every image) computes the term
+    once per distinct condition and broadcasts it; ``forward`` is exactly these two calls. The subnet must
+    therefore be an ``nn.Sequential`` that starts with ``nn.Linear`` and whose other parametrised layers are
+    ``nn.Linear`` too (true of :func:`allinone_subnet` and :func:`mlp_subnet_factory`); this is checked once, here.
+
     Args:
         dim (int): Channels ``D`` (at least 2).
         cond_dim (int, optional): Condition width, concatenated to the subnet input. Defaults to ``0``.
@@ -76,6 +100,13 @@ class AllInOneCoupling(InvertibleBlock):
         >>> y, log_det = block(x, c)
         >>> torch.allclose(block.inverse(y, c)[0], x, atol=1e-5), log_det.shape
         (True, torch.Size([10]))
+
+        Fused path: one condition term for 3 positions, shared by a batch of 2 images (inputs ``(2, 3, 6)``):
+
+        >>> term = block.condition_term(torch.randn(3, 4))  # (3, 12)
+        >>> y, log_det = block.forward_with_term(torch.randn(2, 3, 6), term)
+        >>> y.shape, log_det.shape
+        (torch.Size([2, 3, 6]), torch.Size([2, 3]))
     """
 
     def __init__(
@@ -108,27 +139,60 @@ class AllInOneCoupling(InvertibleBlock):
         gamma0 = math.log(math.expm1(_SOFTPLUS_BETA * global_affine_init / _GLOBAL_SCALE_FACTOR)) / _SOFTPLUS_BETA
         self.global_scale = nn.Parameter(torch.full((dim,), gamma0))
         self.global_offset = nn.Parameter(torch.zeros(dim))
-        self.subnet = subnet_factory(self.split[0] + cond_dim, 2 * self.split[1])
+        self.subnet = _checked_subnet(subnet_factory(self.split[0] + cond_dim, 2 * self.split[1]))
 
     def global_scaling(self) -> torch.Tensor:
         """Return the positive per-channel scale ``g = 0.1 * softplus_{beta=0.5}(global_scale)``, shape ``(D,)``."""
         return _GLOBAL_SCALE_FACTOR * F.softplus(self.global_scale, beta=_SOFTPLUS_BETA)
 
-    def _coefficients(self, x1: torch.Tensor, cond: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Clamped log-scale ``s`` and shift ``t`` for the active half, each ``(N, floor(D/2))``."""
-        a = self.subnet(_with_cond(x1, cond))
-        a_s, a_t = a[:, : self.split[1]], a[:, self.split[1] :]
-        return allinone_clamp(a_s, self.clamp_alpha), ALLINONE_COEFF_SCALE * a_t
+    def condition_term(self, cond: torch.Tensor | None) -> torch.Tensor:
+        """The condition's contribution ``W_c c + b`` to the subnet's first layer, shape ``(..., hidden)``.
+
+        Args:
+            cond (torch.Tensor | None): Conditions ``(..., cond_dim)``, any leading shape; ``None`` for an
+                unconditional block (the term is then the bias ``b``).
+
+        Returns:
+            torch.Tensor: The term, to be passed (or broadcast) to :meth:`forward_with_term`.
+        """
+        first = self.subnet[0]
+        if cond is None:
+            return first.bias if first.bias is not None else first.weight.new_zeros(first.out_features)
+        return F.linear(cond, first.weight[:, self.split[0] :], first.bias)
+
+    def forward_with_term(
+        self,
+        x: torch.Tensor,
+        cond_term: torch.Tensor,
+        subnet_dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Coupling, then global affine, then channel mixing, with the condition given as :meth:`condition_term`.
+
+        Shapes are not checked here (``forward`` checks them), so any leading shape works.
+
+        Args:
+            x (torch.Tensor): Inputs ``(..., D)``.
+            cond_term (torch.Tensor): ``W_c c + b``, broadcastable to ``(..., hidden)``.
+            subnet_dtype (torch.dtype | None, optional): Run the subnet's matrix products in this precision (e.g.
+                ``torch.bfloat16`` in training); the coupling, the mixing and ``log|det J|`` stay in ``x``'s
+                precision. Defaults to ``None`` (all in ``x``'s precision).
+
+        Returns:
+            tuple[torch.Tensor, torch.Tensor]: ``y`` of the shape of ``x`` and ``log|det J|`` of shape
+            ``x.shape[:-1]``.
+        """
+        x1, x2 = x[..., : self.split[0]], x[..., self.split[0] :]
+        s, t = self._coefficients(x1, cond_term, subnet_dtype)
+        u = torch.cat([x1, x2 * torch.exp(s) + t], dim=-1)
+        scale = self.global_scaling()
+        # W (g * u + b) as one affine map: saves two elementwise passes over all inputs.
+        y = F.linear(u, self.w_perm * scale, self.w_perm @ self.global_offset)
+        return y, s.sum(dim=-1) + torch.log(scale).sum()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Coupling, then global affine, then channel mixing."""
+        """:meth:`forward_with_term` of :meth:`condition_term`."""
         self.check_inputs(x, cond)
-        x1, x2 = torch.split(x, self.split, dim=1)
-        s, t = self._coefficients(x1, cond)
-        u = torch.cat([x1, x2 * torch.exp(s) + t], dim=1)
-        scale = self.global_scaling()
-        y = F.linear(u * scale + self.global_offset, self.w_perm)
-        return y, s.sum(dim=1) + torch.log(scale).sum()
+        return self.forward_with_term(x, self.condition_term(cond))
 
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Undo mixing (transpose), global affine, then coupling."""
@@ -136,9 +200,38 @@ class AllInOneCoupling(InvertibleBlock):
         scale = self.global_scaling()
         u = (y @ self.w_perm - self.global_offset) / scale  # forward right-multiplies by W^T; W is orthogonal
         x1, u2 = torch.split(u, self.split, dim=1)
-        s, t = self._coefficients(x1, cond)
+        s, t = self._coefficients(x1, self.condition_term(cond))
         x = torch.cat([x1, (u2 - t) * torch.exp(-s)], dim=1)
         return x, -(s.sum(dim=1) + torch.log(scale).sum())
+
+    def _coefficients(
+        self,
+        x1: torch.Tensor,
+        cond_term: torch.Tensor,
+        dtype: torch.dtype | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Clamped log-scale ``s`` and shift ``t`` for the passive half, each ``(..., floor(D/2))``."""
+        a = self._subnet(x1, cond_term, dtype)
+        a_s, a_t = a[..., : self.split[1]], a[..., self.split[1] :]
+        return allinone_clamp(a_s, self.clamp_alpha), ALLINONE_COEFF_SCALE * a_t
+
+    def _subnet(self, x1: torch.Tensor, cond_term: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        """The subnet on ``[x1, c]`` from ``x1`` and ``W_c c + b``; with ``dtype``, its matrix products in ``dtype``."""
+        first, *rest = self.subnet
+        weight = first.weight[:, : self.split[0]]
+        if dtype is None:
+            h = F.linear(x1, weight) + cond_term
+            for layer in rest:
+                h = layer(h)
+            return h
+        h = F.linear(x1.to(dtype), weight.to(dtype)) + cond_term.to(dtype)
+        for layer in rest:
+            h = (
+                F.linear(h, layer.weight.to(dtype), _cast(layer.bias, dtype))
+                if isinstance(layer, nn.Linear)
+                else layer(h)
+            )
+        return h.to(x1.dtype)
 
     def extra_repr(self) -> str:
         """Summarise the configuration in ``repr``."""

@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Pure tensor helpers shared by the flow blocks, the priors and the model losses.
+"""Pure tensor helpers shared by the flow blocks and the priors: the Gaussian constant and the soft clamps.
 
 The Gaussian normalising constant lives here and only here (:func:`gaussian_log_normalizer`), so that every
 log-likelihood in the package agrees on it. The two soft clamps reproduce the published models:
@@ -12,15 +12,7 @@ import math
 
 import torch
 
-__all__ = [
-    "ALLINONE_COEFF_SCALE",
-    "LOG_2PI",
-    "allinone_clamp",
-    "atan_clamp",
-    "gaussian_log_normalizer",
-    "log_likelihood",
-    "standard_normal_log_prob",
-]
+__all__ = ["ALLINONE_COEFF_SCALE", "LOG_2PI", "allinone_clamp", "atan_clamp", "gaussian_log_normalizer"]
 
 LOG_2PI: float = math.log(2.0 * math.pi)
 """``log(2 pi)``, the per-dimension constant of a unit Gaussian (times -1/2)."""
@@ -39,48 +31,6 @@ def gaussian_log_normalizer(dim: int) -> float:
         float: ``-D/2 * log(2 pi)``.
     """
     return -0.5 * dim * LOG_2PI
-
-
-def standard_normal_log_prob(z: torch.Tensor, include_const: bool = True) -> torch.Tensor:
-    """Log-density of ``N(0, I)`` summed over the last dimension.
-
-    Args:
-        z (torch.Tensor): Latents of shape ``(N, D)``.
-        include_const (bool, optional): Add ``-D/2 log(2 pi)``. DifferNet's loss leaves it out; it does not
-            change gradients. Defaults to ``True``.
-
-    Returns:
-        torch.Tensor: ``log N(z; 0, I)`` of shape ``(N,)``.
-    """
-    log_prob = -0.5 * z.pow(2).sum(dim=-1)
-    if include_const:
-        log_prob = log_prob + gaussian_log_normalizer(z.shape[-1])
-    return log_prob
-
-
-def log_likelihood(
-    z: torch.Tensor,
-    log_det: torch.Tensor,
-    *,
-    per_dim: bool = False,
-    include_const: bool = True,
-) -> torch.Tensor:
-    """Change-of-variables log-likelihood ``log p(x) = log N(f(x); 0, I) + log|det J_f(x)|``.
-
-    Args:
-        z (torch.Tensor): Flow outputs ``f(x)`` of shape ``(N, D)``.
-        log_det (torch.Tensor): ``log|det J_f(x)|`` of shape ``(N,)``.
-        per_dim (bool, optional): Divide by ``D`` (nats per dimension), as CFLOW-AD and HGAD do so that the
-            loss scale does not depend on the feature width. Defaults to ``False``.
-        include_const (bool, optional): Include the Gaussian constant. Defaults to ``True``.
-
-    Returns:
-        torch.Tensor: Log-likelihood of shape ``(N,)``.
-    """
-    log_prob = standard_normal_log_prob(z, include_const=include_const) + log_det
-    if per_dim:
-        log_prob = log_prob / z.shape[-1]
-    return log_prob
 
 
 def allinone_clamp(a: torch.Tensor, alpha: float) -> torch.Tensor:

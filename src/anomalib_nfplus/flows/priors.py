@@ -2,21 +2,51 @@
 # SPDX-License-Identifier: Apache-2.0
 """Latent priors ``p(z)`` with identity covariances: standard normal, Gaussian mixture, hierarchical mixture.
 
-All priors are ``nn.Module`` objects with ``log_prob(z) -> (N,)`` on ``z`` of shape ``(N, D)``. Mixture
-weights are stored as logits (``softmax`` gives the weights). Squared distances to the centres use the
+This module is the one place where ``log p(z)`` is computed. Every prior is a :class:`Prior` with
+``log_prob(z, y=None) -> (N,)`` on ``z`` of shape ``(N, D)``; ``y`` selects a class (or component) where the prior
+has them. Mixture weights are stored as logits (``softmax`` gives the weights). Squared distances to the centres use the
 expansion ``||z||^2 - 2 z.mu + ||mu||^2`` (one matrix product, no ``(N, K, D)`` tensor) after shifting both by
 the mean centre, clamped at 0; its absolute error is about ``eps * (||z - c||^2 + ||mu - c||^2)``.
 """
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 from torch import nn
 
 from .base import is_tracing
-from .functional import gaussian_log_normalizer, standard_normal_log_prob
+from .functional import gaussian_log_normalizer
 
-__all__ = ["GaussianMixture", "HierarchicalGaussianMixture", "StandardNormal", "equidistant_centres"]
+__all__ = [
+    "GaussianMixture",
+    "HierarchicalGaussianMixture",
+    "Prior",
+    "StandardNormal",
+    "equidistant_centres",
+    "standard_normal_log_prob",
+]
+
+
+def standard_normal_log_prob(z: torch.Tensor, include_const: bool = True) -> torch.Tensor:
+    """Log-density of ``N(0, I)`` summed over the last dimension.
+
+    Args:
+        z (torch.Tensor): Latents of shape ``(..., D)``.
+        include_const (bool, optional): Add ``-D/2 log(2 pi)``. DifferNet's loss leaves it out; it does not
+            change gradients. Defaults to ``True``.
+
+    Returns:
+        torch.Tensor: ``log N(z; 0, I)`` of shape ``z.shape[:-1]``.
+
+    Example:
+        >>> standard_normal_log_prob(torch.ones(2, 3), include_const=False)
+        tensor([-1.5000, -1.5000])
+    """
+    log_prob = -0.5 * z.pow(2).sum(dim=-1)
+    if include_const:
+        log_prob = log_prob + gaussian_log_normalizer(z.shape[-1])
+    return log_prob
 
 
 def _check_latent(z: torch.Tensor, dim: int, owner: str) -> None:
@@ -43,12 +73,33 @@ def _parameter_or_buffer(module: nn.Module, name: str, value: torch.Tensor, lear
         module.register_buffer(name, value)
 
 
-class StandardNormal(nn.Module):
-    """Standard normal prior ``N(0, I)``, the base distribution of DifferNet and CFLOW-AD.
+def _validate_labels(y: torch.Tensor, n: int | None, n_classes: int) -> None:
+    """Check that ``y`` is an integer vector (of length ``n`` if given) with values in ``[0, n_classes)``."""
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.dim() != 1:
+        msg = f"Class labels must be a 1-D integer tensor, got dtype {y.dtype} and shape {tuple(y.shape)}."
+        raise ValueError(msg)
+    if n is not None and y.shape[0] != n:
+        msg = f"Got {y.shape[0]} class labels for {n} latents."
+        raise ValueError(msg)
+    if y.numel():
+        low, high = torch.stack(torch.aminmax(y)).tolist()  # one device-to-host copy
+        if low < 0 or high >= n_classes:
+            msg = f"Class labels must lie in [0, {n_classes}), got range [{low}, {high}]."
+            raise ValueError(msg)
+
+
+class Prior(nn.Module, ABC):
+    """Base distribution ``p(z)`` of a flow, the contract every prior follows.
+
+    - ``log_prob(z, y=None, *, include_const=None) -> (N,)`` on ``z`` of shape ``(N, D)``.
+    - ``y`` (``(N,)`` integer labels) selects the class-conditional density ``p(z | y)`` of priors that have
+      classes; priors without classes refuse it.
+    - ``include_const`` overrides, for one call, whether the Gaussian constant ``-D/2 log(2 pi)`` is included; by
+      default the prior's own ``include_const`` decides. Leaving it out changes no gradient and no posterior.
 
     Args:
         dim (int): Latent dimension ``D``.
-        include_const (bool, optional): Include ``-D/2 log(2 pi)``. Defaults to ``True``.
+        include_const (bool, optional): Include the Gaussian constant by default. Defaults to ``True``.
     """
 
     def __init__(self, dim: int, include_const: bool = True) -> None:
@@ -56,22 +107,63 @@ class StandardNormal(nn.Module):
         self.dim = dim
         self.include_const = include_const
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """Return ``log N(z; 0, I)`` of shape ``(N,)``."""
-        _check_latent(z, self.dim, type(self).__name__)
-        return standard_normal_log_prob(z, include_const=self.include_const)
+    @abstractmethod
+    def log_prob(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        include_const: bool | None = None,
+    ) -> torch.Tensor:
+        """Return ``log p(z)`` (or ``log p(z | y)``), shape ``(N,)``."""
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Alias of :meth:`log_prob`."""
-        return self.log_prob(z)
+        return self.log_prob(z, y)
+
+    def _const(self, include_const: bool | None) -> bool:
+        return self.include_const if include_const is None else include_const
+
+    def _refuse_labels(self, y: torch.Tensor | None) -> None:
+        if y is not None:
+            msg = f"{type(self).__name__} has no classes, so log_prob takes no labels y."
+            raise ValueError(msg)
+
+
+class StandardNormal(Prior):
+    """Standard normal prior ``N(0, I)``, the base distribution of DifferNet and CFLOW-AD.
+
+    Args:
+        dim (int): Latent dimension ``D``.
+        include_const (bool, optional): Include ``-D/2 log(2 pi)``. Defaults to ``True``.
+
+    Example:
+        >>> StandardNormal(3, include_const=False).log_prob(torch.ones(2, 3))
+        tensor([-1.5000, -1.5000])
+    """
+
+    def log_prob(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        include_const: bool | None = None,
+    ) -> torch.Tensor:
+        """Return ``log N(z; 0, I)`` of shape ``(N,)``; takes no labels."""
+        self._refuse_labels(y)
+        _check_latent(z, self.dim, type(self).__name__)
+        return standard_normal_log_prob(z, include_const=self._const(include_const))
 
     def extra_repr(self) -> str:
         """Summarise the configuration in ``repr``."""
         return f"dim={self.dim}, include_const={self.include_const}"
 
 
-class GaussianMixture(nn.Module):
+class GaussianMixture(Prior):
     r"""Mixture of unit-covariance Gaussians, :math:`p(z) = \sum_k \pi_k N(z; \mu_k, I)`.
+
+    With labels ``y``, :meth:`log_prob` is the density of the labelled component, :math:`N(z; \mu_y, I)`
+    (a class-conditional Gaussian, one component per class).
 
     Args:
         n_components (int): Number of components ``K``.
@@ -99,16 +191,16 @@ class GaussianMixture(nn.Module):
         include_const: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
         if n_components < 1 or dim < 1:
             msg = f"GaussianMixture needs n_components >= 1 and dim >= 1, got {n_components} and {dim}."
             raise ValueError(msg)
+        super().__init__(dim, include_const)
         if means is None:
             means = torch.randn(n_components, dim, generator=torch.Generator().manual_seed(seed))
         elif tuple(means.shape) != (n_components, dim):
             msg = f"means must have shape ({n_components}, {dim}), got {tuple(means.shape)}."
             raise ValueError(msg)
-        self.n_components, self.dim, self.include_const = n_components, dim, include_const
+        self.n_components = n_components
         self.means: torch.Tensor
         self.logits: torch.Tensor
         _parameter_or_buffer(self, "means", means.detach().clone().to(torch.get_default_dtype()), learn_means)
@@ -118,25 +210,31 @@ class GaussianMixture(nn.Module):
         """Return ``log pi``, shape ``(K,)``."""
         return torch.log_softmax(self.logits, dim=0)
 
-    def component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def component_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return ``log N(z; mu_k, I)`` for every component, shape ``(N, K)``."""
         _check_latent(z, self.dim, type(self).__name__)
-        return _unit_gaussian_log_prob(z, self.means, self.include_const)
+        return _unit_gaussian_log_prob(z, self.means, self._const(include_const))
 
-    def _joint(self, z: torch.Tensor) -> torch.Tensor:
-        return self.component_log_prob(z) + self.log_weights()
+    def _joint(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
+        return self.component_log_prob(z, include_const) + self.log_weights()
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """Return ``log sum_k pi_k N(z; mu_k, I)``, shape ``(N,)``."""
-        return torch.logsumexp(self._joint(z), dim=1)
+    def log_prob(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        include_const: bool | None = None,
+    ) -> torch.Tensor:
+        """Return ``log sum_k pi_k N(z; mu_k, I)``, or ``log N(z; mu_y, I)`` given labels ``y``; shape ``(N,)``."""
+        if y is None:
+            return torch.logsumexp(self._joint(z, include_const), dim=1)
+        if not is_tracing():
+            _validate_labels(y, z.shape[0], self.n_components)
+        return self.component_log_prob(z, include_const).gather(1, y.unsqueeze(1)).squeeze(1)
 
     def posterior(self, z: torch.Tensor) -> torch.Tensor:
         """Return the responsibilities ``p(k | z)``, shape ``(N, K)``."""
         return torch.softmax(self._joint(z), dim=1)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Alias of :meth:`log_prob`."""
-        return self.log_prob(z)
 
     def extra_repr(self) -> str:
         """Summarise the configuration in ``repr``."""
@@ -176,7 +274,7 @@ def equidistant_centres(n_classes: int, dim: int, distance: float = 5.0) -> torc
     return centres
 
 
-class HierarchicalGaussianMixture(nn.Module):
+class HierarchicalGaussianMixture(Prior):
     r"""HGAD's hierarchical prior: a mixture over classes of per-class mixtures, all with unit covariance.
 
     .. math::
@@ -187,7 +285,10 @@ class HierarchicalGaussianMixture(nn.Module):
     The inter-class centres :math:`\mu_y` start equidistant (:func:`equidistant_centres`, distance ``scale``),
     the offsets :math:`\Delta\mu` start as ``N(0, I)`` draws from a seeded generator and all logits start at 0.
     Per-class terms use one ``(N, Y*K)`` matrix product and then gather the true class, which is cheaper than
-    gathering ``(N, K, D)`` centres per sample when ``D`` is large.
+    gathering ``(N, K, D)`` centres per sample when ``D`` is large. :meth:`log_prob` is the label-free density, or
+    with labels ``y`` the class's intra-class mixture (:meth:`class_log_prob`). The class posterior
+    :math:`p(y \mid z)` (:meth:`class_posterior`, :meth:`class_log_posterior`) and its entropy
+    (:meth:`class_entropy`) are computed on the class centres :math:`\mu_y` only.
 
     Args:
         n_classes (int): Number of classes ``Y`` (at most ``dim``).
@@ -221,11 +322,11 @@ class HierarchicalGaussianMixture(nn.Module):
         include_const: bool = True,
         seed: int = 0,
     ) -> None:
-        super().__init__()
         if n_intra < 1:
             msg = f"n_intra (centres per class, main centre included) must be >= 1, got {n_intra}."
             raise ValueError(msg)
-        self.n_classes, self.n_intra, self.dim, self.include_const = n_classes, n_intra, dim, include_const
+        super().__init__(dim, include_const)
+        self.n_classes, self.n_intra = n_classes, n_intra
         offsets = torch.randn(n_classes, n_intra - 1, dim, generator=torch.Generator().manual_seed(seed))
         self.inter_means: torch.Tensor
         self.intra_offsets: torch.Tensor
@@ -248,26 +349,27 @@ class HierarchicalGaussianMixture(nn.Module):
         Raises:
             ValueError: If ``y`` has the wrong dtype, shape or range.
         """
-        if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.dim() != 1:
-            msg = f"Class labels must be a 1-D integer tensor, got dtype {y.dtype} and shape {tuple(y.shape)}."
-            raise ValueError(msg)
-        if n is not None and y.shape[0] != n:
-            msg = f"Got {y.shape[0]} class labels for {n} latents."
-            raise ValueError(msg)
-        if y.numel():
-            low, high = torch.stack(torch.aminmax(y)).tolist()  # one device-to-host copy
-            if low < 0 or high >= self.n_classes:
-                msg = f"Class labels must lie in [0, {self.n_classes}), got range [{low}, {high}]."
-                raise ValueError(msg)
+        _validate_labels(y, n, self.n_classes)
 
-    def inter_component_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def inter_log_weights(self) -> torch.Tensor:
+        """Return the class log-weights ``log pi_y``, shape ``(Y,)``."""
+        return torch.log_softmax(self.inter_logits, dim=0)
+
+    def inter_component_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return ``log N(z; mu_y, I)`` for the class centres, shape ``(N, Y)``."""
         _check_latent(z, self.dim, type(self).__name__)
-        return _unit_gaussian_log_prob(z, self.inter_means, self.include_const)
+        return _unit_gaussian_log_prob(z, self.inter_means, self._const(include_const))
 
-    def inter_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+    def inter_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return the inter-class mixture ``log sum_y pi_y N(z; mu_y, I)``, shape ``(N,)`` (HGAD's L_g term)."""
-        return torch.logsumexp(self.inter_component_log_prob(z) + torch.log_softmax(self.inter_logits, 0), dim=1)
+        return torch.logsumexp(self.inter_component_log_prob(z, include_const) + self.inter_log_weights(), dim=1)
+
+    def _class_logits(self, z: torch.Tensor, include_prior: bool, detach_weights: bool) -> torch.Tensor:
+        logits = self.inter_component_log_prob(z)
+        if include_prior:
+            log_weights = self.inter_log_weights()
+            logits = logits + (log_weights.detach() if detach_weights else log_weights)
+        return logits
 
     def class_posterior(self, z: torch.Tensor, include_prior: bool = True) -> torch.Tensor:
         """Return ``p(y | z)`` over the class centres, shape ``(N, Y)``.
@@ -277,10 +379,31 @@ class HierarchicalGaussianMixture(nn.Module):
             include_prior (bool, optional): Weight by ``pi_y``. HGAD's entropy loss and entropy score use
                 ``softmax_y(-||z - mu_y||^2 / 2)``, i.e. ``False``. Defaults to ``True``.
         """
-        logits = self.inter_component_log_prob(z)
-        if include_prior:
-            logits = logits + torch.log_softmax(self.inter_logits, dim=0)
-        return torch.softmax(logits, dim=1)
+        return torch.softmax(self._class_logits(z, include_prior, detach_weights=False), dim=1)
+
+    def class_log_posterior(
+        self,
+        z: torch.Tensor,
+        include_prior: bool = True,
+        detach_weights: bool = False,
+    ) -> torch.Tensor:
+        """Return ``log p(y | z)`` over the class centres, shape ``(N, Y)``.
+
+        Args:
+            z (torch.Tensor): Latents ``(N, D)``.
+            include_prior (bool, optional): Weight by ``pi_y`` (see :meth:`class_posterior`). Defaults to ``True``.
+            detach_weights (bool, optional): Stop gradients to ``pi_y``, as HGAD's mutual-information term does so
+                that it moves the latents and centres but not the class weights. Defaults to ``False``.
+        """
+        return torch.log_softmax(self._class_logits(z, include_prior, detach_weights), dim=1)
+
+    def class_entropy(self, z: torch.Tensor, include_prior: bool = True) -> torch.Tensor:
+        """Return the entropy ``-sum_y p(y|z) log p(y|z)`` of the class posterior, shape ``(N,)``.
+
+        HGAD trains to lower it (``L_e``) and scores with it, both with ``include_prior=False``.
+        """
+        log_posterior = self.class_log_posterior(z, include_prior)
+        return -(log_posterior.exp() * log_posterior).sum(dim=1)
 
     def intra_centres(self, detach_main: bool = False) -> torch.Tensor:
         """Return all centres ``(Y, K, D)``: the main centre, then main centre plus each offset.
@@ -293,11 +416,12 @@ class HierarchicalGaussianMixture(nn.Module):
         main = main.unsqueeze(1)  # (Y, 1, D)
         return torch.cat([main, main + self.intra_offsets], dim=1)
 
-    def _all_intra_log_prob(self, z: torch.Tensor, detach_main: bool) -> torch.Tensor:
+    def _all_intra_log_prob(self, z: torch.Tensor, detach_main: bool, include_const: bool | None) -> torch.Tensor:
         """``log N(z; mu_{y,k}, I)`` for every class and centre, shape ``(N, Y, K)``."""
         _check_latent(z, self.dim, type(self).__name__)
         centres = self.intra_centres(detach_main).reshape(-1, self.dim)  # (Y*K, D)
-        return _unit_gaussian_log_prob(z, centres, self.include_const).unflatten(1, (self.n_classes, self.n_intra))
+        log_prob = _unit_gaussian_log_prob(z, centres, self._const(include_const))
+        return log_prob.unflatten(1, (self.n_classes, self.n_intra))
 
     def intra_component_log_prob(
         self,
@@ -305,6 +429,7 @@ class HierarchicalGaussianMixture(nn.Module):
         y: torch.Tensor,
         detach_main: bool = False,
         validate: bool = True,
+        include_const: bool | None = None,
     ) -> torch.Tensor:
         """Return ``log N(z_n; mu_{y_n,k}, I)`` for the centres of each sample's class, shape ``(N, K)``.
 
@@ -313,7 +438,7 @@ class HierarchicalGaussianMixture(nn.Module):
         """
         if validate and not is_tracing():
             self.validate_labels(y, z.shape[0])
-        all_log_prob = self._all_intra_log_prob(z, detach_main)
+        all_log_prob = self._all_intra_log_prob(z, detach_main, include_const)
         index = y.reshape(-1, 1, 1).expand(-1, 1, self.n_intra)
         return all_log_prob.gather(1, index).squeeze(1)
 
@@ -323,20 +448,28 @@ class HierarchicalGaussianMixture(nn.Module):
         y: torch.Tensor,
         detach_main: bool = False,
         validate: bool = True,
+        include_const: bool | None = None,
     ) -> torch.Tensor:
         """Return the intra-class mixture of each sample's class, ``log sum_k pi_{y,k} N(z; mu_{y,k}, I)``."""
-        component_log_prob = self.intra_component_log_prob(z, y, detach_main, validate)  # validates y first
+        component_log_prob = self.intra_component_log_prob(z, y, detach_main, validate, include_const)
         log_weights = torch.log_softmax(self.intra_logits, dim=1)[y]  # (N, K)
         return torch.logsumexp(component_log_prob + log_weights, dim=1)
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """Return the label-free log-density ``log sum_y pi_y sum_k pi_{y,k} N(z; mu_{y,k}, I)``, shape ``(N,)``."""
-        log_weights = torch.log_softmax(self.inter_logits, 0).unsqueeze(1) + torch.log_softmax(self.intra_logits, 1)
-        return torch.logsumexp((self._all_intra_log_prob(z, False) + log_weights).flatten(1), dim=1)
+    def log_prob(
+        self,
+        z: torch.Tensor,
+        y: torch.Tensor | None = None,
+        *,
+        include_const: bool | None = None,
+    ) -> torch.Tensor:
+        """Return ``log sum_y pi_y sum_k pi_{y,k} N(z; mu_{y,k}, I)``, shape ``(N,)``.
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Alias of :meth:`log_prob`."""
-        return self.log_prob(z)
+        Given labels ``y``, return :meth:`class_log_prob` instead (the density of each sample's class).
+        """
+        if y is not None:
+            return self.class_log_prob(z, y, include_const=include_const)
+        log_weights = self.inter_log_weights().unsqueeze(1) + torch.log_softmax(self.intra_logits, 1)
+        return torch.logsumexp((self._all_intra_log_prob(z, False, include_const) + log_weights).flatten(1), dim=1)
 
     def extra_repr(self) -> str:
         """Summarise the configuration in ``repr``."""

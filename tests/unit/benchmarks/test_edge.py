@@ -4,16 +4,18 @@
 
 import numpy as np
 import pytest
+
 from benchmarks import edge, edge_runners
 
 
-def test_options_reuse_run_py_and_default_output(tmp_path):
+def test_options_extend_the_runner_and_default_output(tmp_path):
     (tmp_path / "x").mkdir()
     args = edge.parse_args(["--models", "Cflow", "--root", str(tmp_path), "--category", "x", "--precisions", "fp32"])
     assert args.precisions == ["fp32"]
     assert args.models == ["Cflow"]  # no baselines added
     assert args.out.name == f"edge_{tmp_path.name}_x.csv"
-    assert args.command.startswith("benchmarks/edge.py --models Cflow")
+    assert args.command.startswith("python -m benchmarks.edge --models Cflow")
+    assert args.image_size == (256, 256)
 
 
 def _sample(value: float, label: int, mask: bool) -> edge_runners.Sample:

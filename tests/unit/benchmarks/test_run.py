@@ -5,20 +5,14 @@
 import csv
 import multiprocessing
 import random
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:  # the runner lives in benchmarks/, outside the installed package
-    sys.path.insert(0, str(REPO))
-
-from benchmarks import data_setup, isolation, report, run  # noqa: E402
-
-from anomalib_nfplus.baselines import ModelSpec, build_model, layer_indices, make_pre_processor  # noqa: E402
-from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS, make_mvtec_like  # noqa: E402
+from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS, make_mvtec_like
+from benchmarks import data_setup, isolation, run
+from benchmarks.baselines import ModelSpec, build_model, layer_indices, make_pre_processor
 
 LAYERS = ("blocks.2", "blocks.4", "blocks.6")
 
@@ -78,6 +72,8 @@ def test_folder_format_has_no_pixel_metrics_and_loads(dataset, tmp_path):
         (["--format", "folder"], "abnormal-dirs"),
         (["--category", "nope"], "does not exist"),
         (["--backbone", "resnet18"], "--weights random"),
+        (["--init-args", "Cflow", "[1]"], "JSON object"),
+        (["--limit-train", "0"], "limit-train"),
     ],
 )
 def test_parse_args_rejects_bad_input(dataset, extra, match, capsys):
@@ -126,7 +122,7 @@ def test_main_writes_rows_and_table(dataset, tmp_path):
         written = list(csv.DictReader(handle))
     assert [r["seed"] for r in written] == ["0", "1"]
     row = written[0]
-    assert tuple(row) == report.COLUMNS
+    assert tuple(row) == run.COLUMNS
     assert rows[0]["image_AUROC"] == float(row["image_AUROC"])
     expected = ("Fastflow", "tf_efficientnet_lite0", " ".join(LAYERS), "64x64", "offline")
     assert (row["model"], row["backbone"], row["layers"], row["image_size"], row["weights"]) == expected
@@ -140,8 +136,8 @@ def test_main_writes_rows_and_table(dataset, tmp_path):
     assert row["host"].startswith("cpus=")
     markdown = out.with_suffix(".md").read_text()
     assert markdown.count("| Fastflow |") == 2
-    assert "1. `benchmarks/run.py" in markdown
-    assert "2. `benchmarks/run.py" in markdown
+    assert "1. `python -m benchmarks.run --root" in markdown
+    assert "2. `python -m benchmarks.run --root" in markdown
 
 
 def test_model_process_workers_start_like_the_parent():
@@ -161,3 +157,19 @@ def test_unknown_model_name_is_a_usage_error(dataset, capsys):
     with pytest.raises(SystemExit):
         run.parse_args(_args(dataset, "--models", "Hgda"))
     assert "unknown model(s) ['Hgda']" in capsys.readouterr().err
+
+
+def test_preset_and_init_args_merge_in_order(dataset):
+    argv = ["--models", "Padim", "--no-baselines", "--init-args", "padim", '{"a": 1, "b": 1}']
+    args = run.parse_args(_args(dataset, *argv, "--init-args", "Padim", '{"b": 2}'))
+    assert run.init_args_for("Padim", args) == {"a": 1, "b": 2}
+    assert run.init_args_for("Cflow", args) == {}
+
+
+def test_seed_summary_groups_old_script_and_module_commands():
+    def row(seed: int, program: str) -> dict[str, str]:
+        values = {"image_AUROC": "0.5", "pixel_AUROC": "", "pixel_AUPRO": "", "train_s": "1", "test_s": "1"}
+        return {"model": "HGAD", "seed": str(seed), "command": f"{program} --preset p.yaml --seed {seed}", **values}
+
+    table = run.seed_summary([row(0, "benchmarks/run.py"), row(1, "python -m benchmarks.run")])
+    assert "| HGAD | 0 1 |" in table

@@ -4,18 +4,12 @@
 
 import csv
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:  # the runner lives in benchmarks/, outside the installed package
-    sys.path.insert(0, str(REPO))
-
-from benchmarks import unified  # noqa: E402
-
-from anomalib_nfplus.data.synthetic import make_mvtec_like  # noqa: E402
+from anomalib_nfplus.data.synthetic import make_mvtec_like
+from benchmarks import unified
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +36,7 @@ def test_variants_replace_the_plain_run_and_merge_init_args(root, tmp_path):
         ("Fastflow", "Fastflow", {}),
     ]
     assert args.image_size == (64, 64)
+    assert args.command.startswith("python -m benchmarks.unified --root")
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 # SPDX-License-Identifier: Apache-2.0
 """Unified multi-class datamodule: batches with class_index, common size/RGB, category-pure eval, bad input."""
 
-import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,16 +10,9 @@ import torch
 from anomalib.data import Folder, ImageBatch, ImageItem, MVTecAD
 from torch.utils.data import SequentialSampler
 
-from anomalib_nfplus.data.category_metrics import PerCategoryMetrics, category_aurocs
+from anomalib_nfplus.batch import class_index_of, class_labels
 from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS, make_mvtec_like
-from anomalib_nfplus.data.unified import (
-    Unified,
-    UnifiedImageBatch,
-    UnifiedImageItem,
-    class_index_of,
-    class_names_of,
-    require_class_index,
-)
+from anomalib_nfplus.data.unified import Unified, UnifiedImageBatch, UnifiedImageItem, class_names_of
 from anomalib_nfplus.data.unified_dataset import CategoryBatchSampler
 
 
@@ -86,7 +78,7 @@ def test_ordinary_batches_have_no_class_index():
     batch = ImageBatch(image=torch.rand(2, 3, 8, 8))
     assert class_index_of(batch) is None
     with pytest.raises(ValueError, match="no class_index"):
-        require_class_index(batch, 2)
+        class_labels(batch, 2)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +90,11 @@ def test_item_class_index_is_validated(value, error, match):
         UnifiedImageItem(image=torch.rand(3, 8, 8), class_index=value)
 
 
-def test_require_class_index_rejects_out_of_range():
+def test_models_read_the_collated_class_index_checked():
     batch = UnifiedImageBatch.collate([_item(0), _item(2)])
-    assert require_class_index(batch, 3).tolist() == [0, 2]
-    with pytest.raises(ValueError, match=r"outside \[0, 2\)"):
-        require_class_index(batch, 2)
+    assert class_labels(batch, 3).tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
+        class_labels(batch, 2)
 
 
 def test_collate_names_a_field_missing_in_some_items():
@@ -273,69 +265,13 @@ def test_unsupported_channel_counts_fail_clearly(unified):
     assert unified.train_data._rgb(torch.rand(1, 8, 8), 1).shape == (3, 8, 8)
 
 
-def test_trainer_gets_the_metrics_callback_once(unified):
+def test_setup_leaves_the_trainer_alone(unified):
+    """Per-category metrics come from the models' configure_callbacks; the datamodule never edits the trainer."""
     trainer = SimpleNamespace(callbacks=[], model=None)
     unified.trainer = trainer
     try:
         unified.setup()
-        unified.setup()
     finally:
         unified.trainer = None
-    assert [type(c) for c in trainer.callbacks] == [PerCategoryMetrics]
-
-
-# --- per-category metrics ------------------------------------------------------------------------------------
-
-
-def test_category_aurocs_per_class_and_mean():
-    scores = {0: [torch.tensor([0.1, 0.9, 0.2, 0.8])], 1: [torch.tensor([0.5, 0.4])]}
-    labels = {0: [torch.tensor([0, 1, 0, 1])], 1: [torch.tensor([0, 1])]}
-    maps = {0: [torch.tensor([0.1, 0.2, 0.9])]}
-    masks = {0: [torch.tensor([False, True, True])]}
-    results = category_aurocs(scores, labels, maps, masks, ["a", "b"])
-    assert results["image_AUROC/a"] == pytest.approx(1.0)
-    assert results["image_AUROC/b"] == pytest.approx(0.0)
-    assert results["image_AUROC/mean"] == pytest.approx(0.5)
-    assert results["pixel_AUROC/a"] == pytest.approx(1.0)
-    assert results["pixel_AUROC/mean"] == pytest.approx(1.0)
-    assert "pixel_AUROC/b" not in results
-
-
-def test_single_label_category_is_nan_and_left_out_of_the_mean():
-    scores = {0: [torch.tensor([0.1, 0.9])], 1: [torch.tensor([0.5, 0.4])]}
-    labels = {0: [torch.tensor([0, 1])], 1: [torch.tensor([1, 1])]}
-    results = category_aurocs(scores, labels, {}, {}, ["a", "b"])
-    assert math.isnan(results["image_AUROC/b"])
-    assert results["image_AUROC/mean"] == pytest.approx(1.0)
-
-
-def test_callback_reads_batches_after_later_post_processing():
-    logged = {}
-    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]), barebones=False)
-    callback = PerCategoryMetrics()
-    callback.on_test_epoch_start(trainer, module)
-    batches = []
-    for classes, labels in (([0, 0], [0, 1]), ([1, 1], [1, 0])):
-        batch = UnifiedImageBatch(
-            image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor(labels), class_index=torch.tensor(classes)
-        )
-        batch.update(pred_score=torch.tensor([0.0, 0.0]))
-        callback.on_test_batch_end(trainer, module, batch, batch, len(batches))
-        batch.update(pred_score=torch.tensor(labels, dtype=torch.float32))  # a later callback post-processes
-        batches.append(batch)
-    callback.on_test_epoch_end(trainer, module)
-    assert logged == {"image_AUROC/a": 1.0, "image_AUROC/b": 1.0, "image_AUROC/mean": 1.0}
-    assert callback.results == logged
-
-
-def test_callback_skips_ordinary_batches():
-    logged = {}
-    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
-    trainer = SimpleNamespace(datamodule=None, barebones=False)
-    callback = PerCategoryMetrics()
-    callback.on_test_epoch_start(trainer, module)
-    batch = ImageBatch(image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor([0, 1]), pred_score=torch.rand(2))
-    callback.on_test_batch_end(trainer, module, batch, batch, 0)
-    callback.on_test_epoch_end(trainer, module)
-    assert logged == {}
+    assert trainer.callbacks == []
+    assert unified.category_metrics  # the flag the models read

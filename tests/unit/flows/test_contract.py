@@ -1,6 +1,12 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""One contract, checked on every invertible block and container (zuko-style)."""
+"""One contract, checked on every invertible block and container (zuko-style).
+
+Besides the blocks' own ``forward``, the paths the models run are checked: :class:`AllInOneCoupling`'s fused
+path from a precomputed condition term broadcast over a batch dimension, and :class:`PositionalFlows` (the
+per-level flows of CflowAD and HGAD), with the condition broadcast over the images or gathered per fiber. Their
+inverse is the flow's own ``inverse``, so the round trip also checks that both paths compute the same map.
+"""
 
 import io
 from collections.abc import Callable
@@ -13,6 +19,7 @@ from anomalib_nfplus.flows import (
     DoubleAffineCoupling,
     FixedPermutation,
     InvertibleBlock,
+    PositionalFlows,
     SequentialFlow,
     allinone_flow,
     differnet_flow,
@@ -21,14 +28,64 @@ from anomalib_nfplus.flows import (
 
 SMALL_MLP = mlp_subnet_factory(hidden=16, depth=2)
 
-# name -> factory(dim, cond_dim); cond_dim = None means "unconditional only".
-BUILDERS: dict[str, tuple[Callable[[int, int], InvertibleBlock], bool]] = {
-    "allinone_soft": (lambda d, c: AllInOneCoupling(d, c, permute_soft=True, seed=3), True),
-    "allinone_hard": (lambda d, c: AllInOneCoupling(d, c, permute_soft=False, seed=3), True),
-    "double_affine": (lambda d, c: DoubleAffineCoupling(d, c, subnet_factory=SMALL_MLP), True),
-    "permutation": (lambda d, _c: FixedPermutation(d, seed=3), False),
-    "allinone_flow": (lambda d, c: allinone_flow(d, n_blocks=3, cond_dim=c, seed=1), True),
-    "differnet_flow": (lambda d, c: differnet_flow(d, n_blocks=2, hidden=16, depth=2, seed=1, cond_dim=c), True),
+
+class FusedCoupling(InvertibleBlock):
+    """``AllInOneCoupling`` through its fused path: the condition term computed once, broadcast over a batch."""
+
+    def __init__(self, block: AllInOneCoupling) -> None:
+        super().__init__(block.dim, block.cond_dim)
+        self.block = block
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_inputs(x, cond)
+        term = self.block.condition_term(cond)  # (N, hidden), or the bias (hidden,) without a condition
+        y, log_det = self.block.forward_with_term(x.unsqueeze(0), term)  # x as one "image" of N positions
+        return y.squeeze(0), log_det.squeeze(0)
+
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.block.inverse(y, cond)
+
+
+class OneLevelPositionalFlows(InvertibleBlock):
+    """Level 0 of :class:`PositionalFlows` on ``N`` positions, each row of ``cond`` being one position's encoding.
+
+    ``gather=False`` feeds the fibers as ``(1, N, C)`` (the condition broadcast over images, as for whole feature
+    maps); ``gather=True`` as ``(N, C)`` fibers at position indices (as CFLOW-AD's per-level fiber chunks).
+    """
+
+    def __init__(self, dim: int, cond_dim: int, gather: bool) -> None:
+        super().__init__(dim, cond_dim)
+        self.flows = PositionalFlows([dim], n_blocks=3, cond_dim=cond_dim, seed=1)
+        self.gather = gather
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_inputs(x, cond)
+        if self.gather:
+            positions = torch.arange(x.shape[0]).flip(0)
+            z, log_det = self.flows.transform(0, x, cond.flip(0), positions)
+            return z, log_det
+        z, log_det = self.flows.transform(0, x.unsqueeze(0), cond)
+        return z.squeeze(0), log_det.squeeze(0)
+
+    def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.flows.flows[0].inverse(y, cond)
+
+
+# name -> (factory(dim, cond_dim), the condition widths to test; 0 = unconditional).
+BUILDERS: dict[str, tuple[Callable[[int, int], InvertibleBlock], tuple[int, ...]]] = {
+    "allinone_soft": (lambda d, c: AllInOneCoupling(d, c, permute_soft=True, seed=3), (0, 3)),
+    "allinone_hard": (lambda d, c: AllInOneCoupling(d, c, permute_soft=False, seed=3), (0, 3)),
+    "allinone_fused": (lambda d, c: FusedCoupling(AllInOneCoupling(d, c, seed=3)), (0, 3)),
+    "allinone_fused_mlp": (
+        lambda d, c: FusedCoupling(AllInOneCoupling(d, c, subnet_factory=SMALL_MLP, permute_soft=False, seed=4)),
+        (0, 3),
+    ),
+    "double_affine": (lambda d, c: DoubleAffineCoupling(d, c, subnet_factory=SMALL_MLP), (0, 3)),
+    "permutation": (lambda d, _c: FixedPermutation(d, seed=3), (0,)),
+    "allinone_flow": (lambda d, c: allinone_flow(d, n_blocks=3, cond_dim=c, seed=1), (0, 3)),
+    "positional_flows": (lambda d, c: OneLevelPositionalFlows(d, c, gather=False), (3,)),
+    "positional_flows_gather": (lambda d, c: OneLevelPositionalFlows(d, c, gather=True), (3,)),
+    "differnet_flow": (lambda d, c: differnet_flow(d, n_blocks=2, hidden=16, depth=2, seed=1, cond_dim=c), (0, 3)),
     "mixed_nested_flow": (
         lambda d, c: SequentialFlow(
             [
@@ -37,14 +94,14 @@ BUILDERS: dict[str, tuple[Callable[[int, int], InvertibleBlock], bool]] = {
                 SequentialFlow([DoubleAffineCoupling(d, c, subnet_factory=SMALL_MLP)]),
             ]
         ),
-        True,
+        (0, 3),
     ),
 }
 CASES = [
     pytest.param(name, dim, cond_dim, id=f"{name}-D{dim}-C{cond_dim}")
-    for name, (_, conditional) in BUILDERS.items()
+    for name, (_, cond_dims) in BUILDERS.items()
     for dim in (5, 6)
-    for cond_dim in ((0, 3) if conditional else (0,))
+    for cond_dim in cond_dims
 ]
 N = 7
 

@@ -206,3 +206,28 @@ def test_global_scaling_is_positive_and_matches_softplus():
     expected = 0.1 * 2.0 * torch.log1p(torch.exp(0.5 * torch.tensor([-50.0, -1.0, 3.0])))
     torch.testing.assert_close(block.global_scaling()[:3], expected)
     assert math.isclose(block.global_scaling()[3].item(), 10.0, rel_tol=1e-6)  # linear regime of softplus
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda i, o: nn.Linear(i, o),  # not a Sequential
+        lambda i, o: nn.Sequential(nn.ReLU(), nn.Linear(i, o)),  # no first linear layer
+        lambda i, o: nn.Sequential(nn.Linear(i, 4), nn.LayerNorm(4), nn.Linear(4, o)),  # other parametrised layer
+    ],
+    ids=["linear", "activation_first", "layer_norm"],
+)
+def test_allinone_refuses_subnets_its_fused_path_cannot_split(factory):
+    with pytest.raises(TypeError, match=r"starts with nn\.Linear"):
+        AllInOneCoupling(6, 3, subnet_factory=factory)
+
+
+def test_allinone_fused_path_in_bfloat16_subnets_stays_close_and_in_float32():
+    torch.manual_seed(0)
+    block = AllInOneCoupling(8, 4, subnet_factory=mlp_subnet_factory(16, 2), seed=0)
+    x, cond = torch.randn(10, 8), torch.randn(10, 4)
+    exact = block(x, cond)
+    low = block.forward_with_term(x, block.condition_term(cond), torch.bfloat16)
+    for a, b in zip(low, exact, strict=True):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a, b, rtol=0.05, atol=0.05)

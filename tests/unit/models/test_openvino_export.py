@@ -8,7 +8,7 @@ import openvino as ov
 import pytest
 import torch
 
-from anomalib_nfplus.models.components.openvino_export import (
+from anomalib_nfplus.models.components.export.openvino_export import (
     convert_exported_program,
     example_input,
     export_program,

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """CFLOW-AD's decoders: per-level positional flows scoring fibers by per-dimension log-likelihood.
 
-:class:`~anomalib_nfplus.models.components.PositionalFlows` evaluates the flows (condition projected once per
+:class:`~anomalib_nfplus.flows.PositionalFlows` evaluates the flows (condition projected once per
 position, bfloat16 subnets in training); this adds CFLOW-AD's log-likelihood maps and the fiber chunks of its
 optimizer steps.
 """
@@ -11,8 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from anomalib_nfplus.flows import log_likelihood
-from anomalib_nfplus.models.components import PositionalFlows
+from anomalib_nfplus.flows import PositionalFlows, log_likelihood
 
 __all__ = ["CflowDecoders"]
 
@@ -58,9 +57,10 @@ class CflowDecoders(PositionalFlows):
 
     def _per_dim(self, index: int, z: torch.Tensor, log_det: torch.Tensor) -> torch.Tensor:
         """Per-dimension log-likelihood of latents ``z: (..., C)`` with ``log_det`` of shape ``z.shape[:-1]``."""
-        return log_likelihood(z.reshape(-1, self.channels[index]), log_det.reshape(-1), per_dim=True).view(
-            log_det.shape
-        )
+        if z.shape[-1] != self.channels[index]:
+            msg = f"Level {index} has {self.channels[index]} channels, got latents of shape {tuple(z.shape)}."
+            raise ValueError(msg)
+        return log_likelihood(z, log_det, per_dim=True)
 
     def log_prob_map(self, index: int, features: torch.Tensor) -> torch.Tensor:
         """Per-dimension log-likelihood map ``(B, H, W)`` of level ``index``'s ``(B, C, H, W)`` features."""

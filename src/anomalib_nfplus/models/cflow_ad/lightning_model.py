@@ -7,8 +7,7 @@ Conditional Normalizing Flows", WACV 2022, https://arxiv.org/abs/2107.12571. See
 the deviations from the official code and anomalib's ``Cflow``, and how to reach the faithful options.
 """
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 import torch
 from anomalib.data import Batch
@@ -17,15 +16,19 @@ from anomalib.models import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
-from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
-from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor
-from anomalib_nfplus.models.components.positional_flows import (
-    SubnetPrecision,
-    check_fiber_batch_size,
-    subnet_dtype,
-    use_subnet_precision,
+from anomalib_nfplus.flows import SubnetPrecision, use_subnet_precision
+from anomalib_nfplus.models.components import (
+    ChunkedOptimizationMixin,
+    ChunkLoss,
+    FlowModuleMixin,
+    TrainingStatisticsMixin,
+    check_subnet_precision,
+    flow_pre_processor,
+    warmup_cosine,
 )
+from anomalib_nfplus.models.components.fibers import check_fiber_batch_size
 
 from .anomaly_map import Scoring
 from .loss import CflowADLoss
@@ -33,11 +36,8 @@ from .torch_model import CflowADModel
 
 __all__ = ["CflowAD"]
 
-#: Official warm-up share: 2 of 25 meta-epochs (16 of 200 data passes).
-WARMUP_FRACTION = 2 / 25
 
-
-class CflowAD(FlowModuleMixin, AnomalibModule):
+class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, AnomalibModule):
     """CFLOW-AD: conditional normalizing flows on multi-scale encoder features.
 
     Args:
@@ -106,7 +106,7 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         _check_training_args(fiber_batch_size, per_level_steps, lr, warmup_epochs)
-        subnet_dtype(subnet_precision, torch.device("cpu"))  # validates the value
+        check_subnet_precision(subnet_precision)
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
         super().__init__(pre_processor, post_processor, evaluator, visualizer)
@@ -141,35 +141,24 @@ class CflowAD(FlowModuleMixin, AnomalibModule):
         super().on_fit_start()
         use_subnet_precision(self.model, self.subnet_precision, self.device)
 
-    def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Encode the batch once, then one optimizer step per fiber chunk; the schedule steps per batch.
+    def chunk_losses(self, batch: Batch, batch_idx: int) -> Iterator[ChunkLoss]:
+        """Encode the batch once, then the loss of each fiber chunk (one optimizer step each).
 
         A chunk that leaves out a level (``per_level_steps``, or more chunks than the level has positions) names
-        that level's decoder as idle to :meth:`manual_step`, which keeps DDP's gradient reduction whole.
+        that level's decoder as idle, which keeps DDP's gradient reduction whole.
         """
-        del args, kwargs
-        total, steps = 0.0, 0
+        del batch_idx
         decoders = self.model.decoders.flows
         for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size, self.per_level_steps):
             levels = {level for level, _ in chunk}
             idle = [p for level, flow in enumerate(decoders) if level not in levels for p in flow.parameters()]
-            loss = self.loss([log_prob for _, log_prob in chunk])
-            total, steps = total + self.manual_step(loss, idle), steps + 1
-        self.lr_schedulers().step()  # type: ignore[union-attr]
-        # sync_dist: the epoch's mean over every process (one reduction at the epoch's end, not per step).
-        logged = {"on_step": False, "on_epoch": True, "batch_size": len(batch.image), "sync_dist": True}
-        self.log("train_loss", total / steps, prog_bar=True, **logged)
-        return {"loss": total / steps}
+            yield ChunkLoss(self.loss([log_prob for _, log_prob in chunk]), idle)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam on the decoders (official lr 2e-4) with the official warm-up + cosine schedule."""
         # The fused kernel does Adam's update in one pass over all parameters (about 3x cheaper on CPU).
         optimizer = torch.optim.Adam(self.model.decoders.parameters(), lr=self.lr, fused=True)
-        warmup = self.warmup_epochs
-        if warmup is None:
-            epochs = self.trainer.max_epochs if self.trainer.max_epochs and self.trainer.max_epochs > 0 else 1
-            warmup = WARMUP_FRACTION * epochs
-        return self.warmup_cosine(optimizer, warmup)
+        return warmup_cosine(optimizer, self.trainer, self.warmup_epochs)
 
 
 def _check_training_args(

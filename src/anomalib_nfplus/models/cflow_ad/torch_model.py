@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from anomalib.data import InferenceBatch
+from anomalib.data import Batch, InferenceBatch
 from torch import nn
 
 from anomalib_nfplus.backbones import FeatureExtractor
@@ -26,9 +26,9 @@ __all__ = ["CflowADModel"]
 class CflowADModel(nn.Module):
     """Encoder features -> per-level conditional flows -> per-dimension log-likelihood maps -> anomaly map.
 
-    In training mode, :meth:`training_chunks` yields the log-likelihoods of fiber chunks for the optimizer steps.
-    In eval mode, ``forward`` returns an ``InferenceBatch`` whose scores depend on each image alone: maps are
-    normalised with :class:`TrainingStatistics` collected on training images (``update_statistics``).
+    :meth:`training_chunks` yields the log-likelihoods of fiber chunks for the optimizer steps. ``forward`` returns
+    an ``InferenceBatch`` whose scores depend on each image alone: maps are normalised with
+    :class:`TrainingStatistics` collected on training images (``update_statistics``).
 
     Args:
         backbone (str): timm CNN name.
@@ -135,11 +135,9 @@ class CflowADModel(nn.Module):
                 raise
             raise ValueError(self._too_small_message(*images.shape[-2:])) from error
 
-    def forward(self, images: torch.Tensor) -> InferenceBatch | list[torch.Tensor]:
-        """Eval: ``InferenceBatch(pred_score (B,), anomaly_map (B, 1, H, W))``; train: per-level log-likelihoods."""
+    def forward(self, images: torch.Tensor) -> InferenceBatch:
+        """``InferenceBatch(pred_score (B,), anomaly_map (B, 1, H, W))``; training uses :meth:`training_chunks`."""
         log_probs = self.decoders.log_prob_maps(self.encode(images))
-        if self.training:
-            return log_probs
         anomaly_map = self.anomaly_map(log_probs, self.statistics, tuple(images.shape[-2:]))
         return InferenceBatch(pred_score=image_score(anomaly_map, self.top_k), anomaly_map=anomaly_map)
 
@@ -160,7 +158,7 @@ class CflowADModel(nn.Module):
         yield from self.decoders.fiber_chunks(features, fiber_batch_size, per_level)
 
     @torch.no_grad()
-    def update_statistics(self, images: torch.Tensor) -> None:
-        """Add the negative log-likelihoods of training ``images`` to the per-level statistics."""
-        for index, log_prob in enumerate(self.decoders.log_prob_maps(self.encode(images))):
+    def update_statistics(self, batch: Batch) -> None:
+        """Add the negative log-likelihoods of a batch of pre-processed training images to the per-level statistics."""
+        for index, log_prob in enumerate(self.decoders.log_prob_maps(self.encode(batch.image))):
             self.statistics.update(index, -log_prob)

@@ -2,35 +2,84 @@
 # SPDX-License-Identifier: Apache-2.0
 """Model-level pieces shared by DifferNet, CflowAD and HGAD (the flows themselves live in ``flows``).
 
-- :class:`FlowModuleMixin`: Lightning behaviour (statistics, loss guard, strict loading, schedule).
-- :class:`TrainingStatistics`: map statistics from training images, stored as buffers.
-- :class:`PositionalFlows`: one position-conditioned flow per feature level, all fibers at once.
-- :func:`flow_pre_processor`, :func:`check_images`: backbone-aware pre-processing and input checks.
-- :func:`upsample_maps`, :func:`image_score`, :class:`GaussianBlur`: per-image map post-processing.
-- :func:`float32_scoring`: scores in float32 under a mixed-precision trainer.
-- :func:`warmup_cosine_factor`, :func:`warmup_cosine_scheduler`: CFLOW-AD's learning-rate schedule.
+Lightning behaviour, one mixin per concern (:class:`FlowModuleMixin` composes those every model uses):
+
+- :class:`FlowModuleMixin`: the composition every model lists before ``AnomalibModule``;
+- :class:`TrainingStatisticsMixin` (model contract :class:`StatisticsModel`): statistics fitted on training data
+  before validation, test and predict, and kept right in checkpoints;
+- :class:`ChunkedOptimizationMixin` (:class:`ChunkLoss`): several guarded optimizer steps per image batch;
+- :class:`LossGuardMixin`, :class:`NonFiniteLossError`: stop at a non-finite loss, last finite weights saved;
+- :class:`CheckpointLoadingMixin`, :class:`HostDefaultsMixin`, :class:`ScoringStepsMixin`,
+  :class:`FlowExportMixin`: strict loading, anomalib defaults, float32 scoring steps, export.
+
+Sub-packages by concern:
+
+- ``training/``: the mixins above, :func:`warmup_cosine` (CFLOW-AD's schedule, :func:`warmup_cosine_factor`,
+  :func:`warmup_cosine_scheduler`), :func:`schedule_epochs`, :data:`OFFICIAL_WARMUP_FRACTION`,
+  :func:`check_subnet_precision`;
+- ``scoring/``: :class:`TrainingStatistics`, :func:`upsample_maps`, :func:`image_score`, :func:`check_top_k`,
+  :class:`GaussianBlur`;
+- ``export/``: export size, OpenVINO from ``torch.export``, backbone-only INT8 (:func:`backbone_only_scope`);
+- ``host/``: :func:`flow_pre_processor`, :func:`check_images`, :func:`float32_scoring`, DDP helpers
+  (:func:`process_grid`), the category visualizer.
+
+``fibers.py``: :func:`check_fiber_batch_size`, the ``fiber_batch_size`` check of CflowAD and HGAD.
 """
 
-from .inputs import check_images, flow_pre_processor
-from .lightning import FlowModuleMixin, NonFiniteLossError
-from .maps import GaussianBlur, check_top_k, image_score, upsample_maps
-from .positional_flows import PositionalFlows
-from .precision import float32_scoring
-from .schedule import warmup_cosine_factor, warmup_cosine_scheduler
-from .statistics import TrainingStatistics
+from .export import FlowExportMixin, backbone_only_scope
+from .fibers import check_fiber_batch_size
+from .host import (
+    CheckpointLoadingMixin,
+    HostDefaultsMixin,
+    check_images,
+    float32_scoring,
+    flow_pre_processor,
+    process_grid,
+)
+from .lightning import FlowModuleMixin
+from .scoring import GaussianBlur, ScoringStepsMixin, TrainingStatistics, check_top_k, image_score, upsample_maps
+from .training import (
+    OFFICIAL_WARMUP_FRACTION,
+    ChunkedOptimizationMixin,
+    ChunkLoss,
+    LossGuardMixin,
+    NonFiniteLossError,
+    StatisticsModel,
+    TrainingStatisticsMixin,
+    check_subnet_precision,
+    schedule_epochs,
+    warmup_cosine,
+    warmup_cosine_factor,
+    warmup_cosine_scheduler,
+)
 
 __all__ = [
+    "OFFICIAL_WARMUP_FRACTION",
+    "CheckpointLoadingMixin",
+    "ChunkLoss",
+    "ChunkedOptimizationMixin",
+    "FlowExportMixin",
     "FlowModuleMixin",
     "GaussianBlur",
+    "HostDefaultsMixin",
+    "LossGuardMixin",
     "NonFiniteLossError",
-    "PositionalFlows",
+    "ScoringStepsMixin",
+    "StatisticsModel",
     "TrainingStatistics",
+    "TrainingStatisticsMixin",
+    "backbone_only_scope",
+    "check_fiber_batch_size",
     "check_images",
+    "check_subnet_precision",
     "check_top_k",
     "float32_scoring",
     "flow_pre_processor",
     "image_score",
+    "process_grid",
+    "schedule_epochs",
     "upsample_maps",
+    "warmup_cosine",
     "warmup_cosine_factor",
     "warmup_cosine_scheduler",
 ]

@@ -4,6 +4,8 @@
 
 import torch
 
+from anomalib_nfplus.flows import change_of_variables, standard_normal_log_prob
+
 __all__ = ["differnet_loss"]
 
 
@@ -22,4 +24,5 @@ def differnet_loss(z: torch.Tensor, log_det: torch.Tensor) -> torch.Tensor:
     if z.dim() != 2 or log_det.shape != z.shape[:1]:
         msg = f"Expected z of shape (N, D) and log_det of shape (N,), got {tuple(z.shape)} and {tuple(log_det.shape)}."
         raise ValueError(msg)
-    return (0.5 * z.pow(2).sum(dim=1) - log_det).mean() / z.shape[1]
+    log_px = change_of_variables(standard_normal_log_prob(z, include_const=False), log_det)
+    return -log_px.mean() / z.shape[1]

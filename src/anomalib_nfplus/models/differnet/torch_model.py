@@ -29,7 +29,7 @@ from anomalib.data import InferenceBatch
 from torch import nn
 
 from anomalib_nfplus.backbones import PyramidFeatureExtractor
-from anomalib_nfplus.flows import differnet_flow
+from anomalib_nfplus.flows import change_of_variables, differnet_flow, is_tracing, standard_normal_log_prob
 from anomalib_nfplus.models.components import GaussianBlur, check_images
 
 from .anomaly_map import GradientMap
@@ -116,8 +116,8 @@ class DifferNetModel(nn.Module):
     def nll(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-view NLL ``(||z||^2 / 2 - log|det J|) / D`` and score term ``||z||^2 / D``, each ``(N,)``."""
         z, log_det = self.embed(self.features(views))
-        squared = z.pow(2).sum(dim=1)
-        return (0.5 * squared - log_det) / self.feature_dim, squared / self.feature_dim
+        log_pz = standard_normal_log_prob(z, include_const=False)  # -||z||^2 / 2
+        return -change_of_variables(log_pz, log_det, self.feature_dim), -2.0 * log_pz / self.feature_dim
 
     def in_passes(
         self,
@@ -130,7 +130,7 @@ class DifferNetModel(nn.Module):
         eager mode on CPU, each pass is also made channels-last (EfficientNet-Lite's depthwise convolutions are
         several times faster so). While tracing (``torch.export``, ``make_fx``), ``function`` sees all views.
         """
-        if torch.compiler.is_exporting() or torch.compiler.is_compiling() or not isinstance(views.shape[0], int):
+        if is_tracing() or not isinstance(views.shape[0], int):
             return function(views)
         size = views.shape[0]
         per_pass = size if self.max_pass_pixels is None else max(1, self.max_pass_pixels // views[0, 0].numel())

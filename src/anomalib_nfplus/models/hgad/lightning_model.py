@@ -22,35 +22,32 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
-from lightning.pytorch.utilities.types import STEP_OUTPUT, OptimizerLRSchedulerConfig
+from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
-from anomalib_nfplus.models.components import FlowModuleMixin, check_top_k, float32_scoring, flow_pre_processor
-from anomalib_nfplus.models.components.distributed import process_grid
-from anomalib_nfplus.models.components.positional_flows import (
-    SubnetPrecision,
-    check_fiber_batch_size,
-    subnet_dtype,
-    use_subnet_precision,
+from anomalib_nfplus.batch import class_labels
+from anomalib_nfplus.flows import SubnetPrecision, use_subnet_precision
+from anomalib_nfplus.models.components import (
+    OFFICIAL_WARMUP_FRACTION,
+    ChunkedOptimizationMixin,
+    ChunkLoss,
+    FlowModuleMixin,
+    TrainingStatistics,
+    TrainingStatisticsMixin,
+    check_subnet_precision,
+    check_top_k,
+    flow_pre_processor,
+    schedule_epochs,
+    warmup_cosine,
 )
+from anomalib_nfplus.models.components.fibers import check_fiber_batch_size
 
 from .loss import HGADLoss
 from .torch_model import HGADModel
 
 __all__ = ["HGAD"]
 
-OFFICIAL_STAGE_FRACTION = 2 / 25  # official: inter-class stage and warm-up = 2 of 25 meta-epochs
 
-
-def class_index_of(batch: Any) -> torch.Tensor | None:
-    """The batch's class indices (Unified datamodule contract), ``None`` for plain anomalib batches."""
-    try:
-        from anomalib_nfplus.data.unified import class_index_of as unified_class_index_of
-    except ImportError:
-        return getattr(batch, "class_index", None)
-    return unified_class_index_of(batch)
-
-
-class HGAD(FlowModuleMixin, AnomalibModule):
+class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, AnomalibModule):
     """HGAD anomaly detection model (faithful defaults: EfficientNet-B6 stride-16 stage, 3-level pyramid, 1024 px).
 
     Args:
@@ -133,7 +130,7 @@ class HGAD(FlowModuleMixin, AnomalibModule):
     ) -> None:
         check_top_k(top_k)
         check_fiber_batch_size(fiber_batch_size)
-        subnet_dtype(subnet_precision, torch.device("cpu"))  # validates the value
+        check_subnet_precision(subnet_precision)
         if pre_processor is True:
             pre_processor = flow_pre_processor(backbone, image_size)
         super().__init__(
@@ -164,13 +161,14 @@ class HGAD(FlowModuleMixin, AnomalibModule):
         )
         self.loss = HGADLoss(lambda_inter, lambda_mi, label_smoothing)
         self.fiber_batch_size = fiber_batch_size
+        self.subnet_precision = subnet_precision
         # Several optimizer steps per image batch (position chunks) need manual optimisation.
         self.automatic_optimization = False
 
     def on_fit_start(self) -> None:
         """Choose the subnets' training precision for the device the model trains on."""
         super().on_fit_start()
-        use_subnet_precision(self.model, self.hparams.get("subnet_precision", "float32"), self.device)
+        use_subnet_precision(self.model, self.subnet_precision, self.device)
 
     # --- classes ------------------------------------------------------------------------------------------
 
@@ -194,72 +192,47 @@ class HGAD(FlowModuleMixin, AnomalibModule):
             )
             raise ValueError(msg)
 
-    def class_labels(self, batch: Batch, required: bool) -> torch.Tensor | None:
-        """Checked class indices of the batch; zeros for plain single-class batches; ``None`` if not needed."""
-        labels = class_index_of(batch)
-        n_classes = self.model.n_classes or 1
-        if labels is None:
-            if required and n_classes > 1:
-                msg = (
-                    f"HGAD has {n_classes} classes and needs each image's class index here, but the batch has no "
-                    "class_index. Use the Unified datamodule (anomalib_nfplus.data.Unified), or n_classes=1."
-                )
-                raise ValueError(msg)
-            return torch.zeros(batch.image.shape[0], dtype=torch.long, device=batch.image.device)
-        labels = torch.as_tensor(labels, device=batch.image.device).reshape(-1)
-        self.model.priors[0].validate_labels(labels, batch.image.shape[0])  # type: ignore[index]
-        return labels.long()
+    def class_labels(self, batch: Batch) -> torch.Tensor:
+        """Each image's checked class index; zeros for plain anomalib batches when the model has one class."""
+        return class_labels(batch, self.model.n_classes or 1, "HGAD")
 
     # --- steps ----------------------------------------------------------------------------------------------
 
-    def training_step(self, batch: Batch, batch_idx: int, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
-        """Encode once, then one optimizer step per chunk (the levels' losses summed); the schedule steps per batch.
+    def chunk_losses(self, batch: Batch, batch_idx: int) -> Iterator[ChunkLoss]:
+        """Encode once, then the loss of each chunk (the levels' losses summed), one optimizer step each.
 
         Parameters a step's loss does not reach (the intra-class centres and weights before their stage, the flow
-        and prior of a level absent from a position chunk) are named idle to :meth:`manual_step`, which keeps
-        DDP's gradient reduction whole without changing the step.
+        and prior of a level absent from a position chunk) are named idle, which keeps DDP's gradient reduction
+        whole without changing the step.
         """
-        del args, kwargs
-        labels = self.class_labels(batch, required=True)
-        intra, priors, flows = self.intra_stage(batch_idx), self.model.priors, self.model.flows.flows
-        total, logged, steps = 0.0, {}, 0
+        labels = self.class_labels(batch)
+        intra, priors, flows = self.intra_stage(batch_idx), self.model.require_prior()[0], self.model.flows.flows
         for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size):
             levels = [(z, log_det) for _, z, log_det in chunk]
             present = {i for i, _, _ in chunk}
-            loss, terms = self.loss([priors[i] for i, _, _ in chunk], levels, labels, intra=intra)  # type: ignore[index]
+            loss, terms = self.loss([priors[i] for i, _, _ in chunk], levels, labels, intra=intra)
             idle = [
                 parameter
-                for level, (flow, prior) in enumerate(zip(flows, priors, strict=True))  # type: ignore[arg-type]
+                for level, (flow, prior) in enumerate(zip(flows, priors, strict=True))
                 for parameter in (
                     self.loss.unused_parameters(prior, intra)
                     if level in present
                     else [*flow.parameters(), *prior.parameters()]
                 )
             ]
-            total, steps = total + self.manual_step(loss, idle), steps + 1
-            logged = {k: logged.get(k, 0.0) + v for k, v in terms.items()}
-        self.lr_schedulers().step()  # type: ignore[union-attr]
-        # sync_dist: the epoch's means over every process (one reduction at the epoch's end, not per step).
-        epoch = {"on_step": False, "on_epoch": True, "batch_size": batch.image.shape[0], "sync_dist": True}
-        self.log("train_loss", total / steps, prog_bar=True, **epoch)
-        self.log_dict({f"train_{k}": v / steps for k, v in logged.items()}, **epoch)
-        return {"loss": total / steps}
+            yield ChunkLoss(loss, idle, terms)
 
     def intra_stage(self, batch_idx: int) -> bool:
         """Whether the intra-class terms are on at this (fractional) epoch."""
         trainer = self.trainer
         start = self.hparams.get("intra_start_epoch")
-        start = OFFICIAL_STAGE_FRACTION * self._schedule_epochs() if start is None else start
+        start = OFFICIAL_WARMUP_FRACTION * schedule_epochs(trainer) if start is None else start
         epoch = trainer.current_epoch + batch_idx / max(1, int(trainer.num_training_batches or 1))
         return epoch >= start
 
-    def score_batch(self, batch: Batch) -> Batch:
-        """The mixin's float32 scoring (validation, test, predict), with each image's class when class-conditional."""
-        labels = None
-        if self.model.scoring == "class_conditional":
-            labels = self.class_labels(batch, required=True)
-        with float32_scoring(batch.image) as images:
-            return batch.update(**self.model(images, labels)._asdict())
+    def scoring_inputs(self, batch: Batch) -> tuple[torch.Tensor | None, ...]:
+        """Each image's class when scoring is class-conditional; nothing for label-free scoring."""
+        return (self.class_labels(batch),) if self.model.scoring == "class_conditional" else ()
 
     # --- optimisation ---------------------------------------------------------------------------------------
 
@@ -279,37 +252,20 @@ class HGAD(FlowModuleMixin, AnomalibModule):
             {"params": [p for prior in priors for p in (prior.inter_logits, prior.intra_logits)], "weight_decay": 0.0},
         ]
         optimizer = torch.optim.Adam(groups, lr=hp["lr"], betas=tuple(hp["betas"]), fused=True)
-        warmup = hp["warmup_epochs"]
-        if warmup is None:
-            warmup = OFFICIAL_STAGE_FRACTION * self._schedule_epochs()
-        return self.warmup_cosine(optimizer, warmup)
-
-    def _schedule_epochs(self) -> int:
-        epochs = self.trainer.max_epochs
-        return epochs if epochs is not None and epochs > 0 else 1
+        return warmup_cosine(optimizer, self.trainer, hp["warmup_epochs"])
 
     # --- statistics, loading, export ------------------------------------------------------------------------
 
-    def _statistics_input(self, batches: Any) -> Iterator[Batch]:
-        """As the mixin, but each batch's class indices reach the per-class statistics."""
-        return self._labelled(batches)
-
-    def _labelled(self, loader: Any) -> Iterator[Batch]:
-        n_classes = self.model.n_classes or 1
-        seen: set[int] = set()
-        for batch in loader:
-            labels = self.class_labels(batch, required=True)
-            self.model.pending_labels = labels.to(self.device)
-            seen.update(int(c) for c in labels.unique())
-            yield batch
-        self.model.pending_labels = None
-        missing = sorted(set(range(n_classes)) - seen)
-        # Under DDP this process scored only its share; a class missing from all shares fails after the reduction.
-        if missing and process_grid(getattr(self, "_trainer", None))[1] == 1:
-            names = getattr(getattr(self._trainer, "datamodule", None), "class_names", None) or []
-            which = [names[i] if i < len(names) else str(i) for i in missing]
-            msg = f"HGAD: no training images for class(es) {which}; every category needs normal training images."
-            raise ValueError(msg)
+    def on_statistics_collected(self, statistics: TrainingStatistics, world: int) -> None:
+        """Name the classes without training images (one process; under DDP ``finalize`` fails after the reduction)."""
+        del statistics
+        missing = self.model.classes_without_statistics()
+        if not missing or world > 1:
+            return
+        names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer is not None else None
+        which = [names[i] if names and i < len(names) else str(i) for i in missing]
+        msg = f"HGAD: no training images for class(es) {which}; every category needs normal training images."
+        raise ValueError(msg)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Build a not-yet-built prior from the checkpoint's shapes, then load strictly."""

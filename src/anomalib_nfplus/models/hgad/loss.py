@@ -15,6 +15,9 @@ with ``d_y = -||z - mu_y||^2 / 2`` the unnormalised inter-class log-densities:
 
 ``total = lambda_inter * L_g - lambda_mi * L_mi + L_e`` and, in the intra-class stage, ``+ L_g_intra + L_z``.
 Every term is the mean over the positions given for a level (all of them, or one chunk); the levels are summed.
+The densities, the class posterior and its entropy come from the prior
+(:class:`~anomalib_nfplus.flows.HierarchicalGaussianMixture`), combined with the log-determinant by
+:func:`~anomalib_nfplus.flows.change_of_variables`.
 """
 
 from collections.abc import Sequence
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from anomalib_nfplus.flows import HierarchicalGaussianMixture, gaussian_log_normalizer
+from anomalib_nfplus.flows import HierarchicalGaussianMixture, change_of_variables
 
 __all__ = ["HGADLoss"]
 
@@ -47,41 +50,34 @@ class HGADLoss(nn.Module):
     # --- the terms, each per position (N,) -------------------------------------------------------------------
 
     @staticmethod
-    def inter_nll(
-        inter_log_density: torch.Tensor,
-        log_weights: torch.Tensor,
-        log_det: torch.Tensor,
-        dim: int,
-    ) -> torch.Tensor:
-        """``L_g`` per position from ``d_y`` (N, Y), ``log pi`` (Y,), ``log_det`` (N,) and the latent dimension."""
-        return (-torch.logsumexp(inter_log_density + log_weights, dim=1) - log_det) / dim
+    def inter_nll(prior: HierarchicalGaussianMixture, z: torch.Tensor, log_det: torch.Tensor) -> torch.Tensor:
+        """``L_g`` per position: NLL per dimension under the inter-class mixture."""
+        return -change_of_variables(prior.inter_log_prob(z), log_det, prior.dim)
 
     @staticmethod
-    def entropy(inter_log_density: torch.Tensor) -> torch.Tensor:
-        """``L_e`` per position: entropy of ``softmax_y(d_y)``."""
-        log_p = torch.log_softmax(inter_log_density, dim=1)
-        return -(log_p.exp() * log_p).sum(dim=1)
+    def entropy(prior: HierarchicalGaussianMixture, z: torch.Tensor) -> torch.Tensor:
+        """``L_e`` per position: entropy of ``softmax_y(d_y)``, class weights not included."""
+        return prior.class_entropy(z, include_prior=False)
 
     @staticmethod
     def mutual_information(
-        inter_log_density: torch.Tensor,
-        log_weights: torch.Tensor,
+        prior: HierarchicalGaussianMixture,
+        z: torch.Tensor,
         soft_labels: torch.Tensor,
     ) -> torch.Tensor:
         """``L_mi`` per position: ``sum_y y~_y [log p(y|z) - log pi_y]`` with the weights detached."""
-        log_weights = log_weights.detach()
-        log_posterior = torch.log_softmax(inter_log_density + log_weights, dim=1)
-        return ((log_posterior - log_weights) * soft_labels).sum(dim=1)
+        log_posterior = prior.class_log_posterior(z, include_prior=True, detach_weights=True)
+        return ((log_posterior - prior.inter_log_weights().detach()) * soft_labels).sum(dim=1)
 
     @staticmethod
     def intra_nll(class_log_density: torch.Tensor, log_det: torch.Tensor, dim: int) -> torch.Tensor:
-        """``L_g_intra`` per position from ``logsumexp_k(-||z - mu_yk||^2 / 2 + log pi_yk)`` (no constant)."""
-        return (-class_log_density - log_det) / dim
+        """``L_g_intra`` per position from the class's intra-class mixture density (no constant)."""
+        return -change_of_variables(class_log_density, log_det, dim)
 
     @staticmethod
     def intra_likelihood(class_log_density: torch.Tensor, log_det: torch.Tensor, dim: int) -> torch.Tensor:
-        """``L_z`` per position: ``-logsigmoid(log p(x) / D)`` under the true class's intra-class mixture."""
-        return -F.logsigmoid((gaussian_log_normalizer(dim) + class_log_density + log_det) / dim)
+        """``L_z`` per position: ``-logsigmoid(log p(x) / D)`` from the class's normalised mixture density."""
+        return -F.logsigmoid(change_of_variables(class_log_density, log_det, dim))
 
     def soft_labels(self, y: torch.Tensor, n_classes: int) -> torch.Tensor:
         """One-hot labels smoothed as in the official code: ``onehot * (1 - s) + s / Y``."""
@@ -99,18 +95,18 @@ class HGADLoss(nn.Module):
         intra: bool,
     ) -> dict[str, torch.Tensor]:
         """Mean of every active term over the ``N`` positions of one level (``z`` (N, D), ``y`` (N,))."""
-        inter = prior.inter_component_log_prob(z)  # (N, Y), prior built without the Gaussian constant
-        log_weights = torch.log_softmax(prior.inter_logits, dim=0)
         terms = {
-            "L_g": self.inter_nll(inter, log_weights, log_det, prior.dim),
-            "L_e": self.entropy(inter),
-            "L_mi": self.mutual_information(inter, log_weights, self.soft_labels(y, prior.n_classes).to(z.dtype)),
+            "L_g": self.inter_nll(prior, z, log_det),  # HGAD's prior leaves the Gaussian constant out
+            "L_e": self.entropy(prior, z),
+            "L_mi": self.mutual_information(prior, z, self.soft_labels(y, prior.n_classes).to(z.dtype)),
         }
         if intra:
             # Labels are checked once per image batch (HGAD.class_labels), not per level and chunk (a host sync).
-            class_log_density = prior.class_log_prob(z, y, detach_main=True, validate=False)
-            terms["L_g_intra"] = self.intra_nll(class_log_density, log_det, prior.dim)
-            terms["L_z"] = self.intra_likelihood(class_log_density, log_det, prior.dim)
+            # L_z uses the normalised density; main centres are detached (the intra stage moves only the offsets).
+            unnormalised = prior.class_log_prob(z, y, detach_main=True, validate=False)
+            normalised = prior.class_log_prob(z, y, detach_main=True, validate=False, include_const=True)
+            terms["L_g_intra"] = self.intra_nll(unnormalised, log_det, prior.dim)
+            terms["L_z"] = self.intra_likelihood(normalised, log_det, prior.dim)
         return {name: value.mean() for name, value in terms.items()}
 
     @staticmethod

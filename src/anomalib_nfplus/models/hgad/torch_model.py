@@ -15,12 +15,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from anomalib.data import InferenceBatch
+from anomalib.data import Batch, InferenceBatch
 from torch import nn
 
 from anomalib_nfplus.backbones import PyramidFeatureExtractor
-from anomalib_nfplus.flows import HierarchicalGaussianMixture, gaussian_log_normalizer, is_tracing
-from anomalib_nfplus.models.components import PositionalFlows, TrainingStatistics, check_images, image_score
+from anomalib_nfplus.batch import class_labels
+from anomalib_nfplus.flows import HierarchicalGaussianMixture, PositionalFlows, change_of_variables, is_tracing
+from anomalib_nfplus.models.components import TrainingStatistics, check_images, image_score
 
 from .anomaly_map import HGADAnomalyMap
 
@@ -96,7 +97,6 @@ class HGADModel(nn.Module):
         self.anomaly_map = HGADAnomalyMap(blur_sigma)
         self.priors: nn.ModuleList | None = None
         self.statistics: TrainingStatistics | None = None
-        self.pending_labels: torch.Tensor | None = None  # class indices of the images update_statistics gets next
         if n_classes is not None:
             self.build_prior(n_classes)
 
@@ -128,12 +128,8 @@ class HGADModel(nn.Module):
         """Statistics index: ``kind`` 0 = negative entropy, 1 = label-free, ``2 + c`` = class ``c`` likelihood."""
         return level * (_KINDS + (self.n_classes or 0)) + kind
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        class_index: torch.Tensor | None = None,
-    ) -> list[tuple[torch.Tensor, torch.Tensor]] | InferenceBatch:
-        """Training: ``[(z (B, h, w, D), log_det (B, h, w))]`` per level. Eval: scores and maps.
+    def forward(self, images: torch.Tensor, class_index: torch.Tensor | None = None) -> InferenceBatch:
+        """Scores and maps of ``images``; training goes through :meth:`training_chunks`.
 
         Args:
             images (torch.Tensor): Pre-processed images ``(B, 3, H, W)``.
@@ -142,8 +138,6 @@ class HGADModel(nn.Module):
         """
         images = check_images(images, self.min_size)
         levels = self.latents(images)
-        if self.training:
-            return levels
         return self.score(levels, class_index, (images.shape[-2], images.shape[-1]))
 
     def latents(self, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -178,7 +172,7 @@ class HGADModel(nn.Module):
         size: tuple[int, int],
     ) -> InferenceBatch:
         """Anomaly map and image score from the latents (per image; statistics from training data)."""
-        priors, stats = self._require_prior()
+        priors, stats = self.require_prior()
         conditional = self.scoring == "class_conditional"
         labels = self._labels_for_scoring(class_index, levels[0][0].shape[0]) if conditional else None
         with_entropy = self.use_entropy and len(priors[0].inter_logits) > 1
@@ -211,20 +205,22 @@ class HGADModel(nn.Module):
         """Per-dimension log-likelihood (label-free, or of each image's class) and negative class entropy (N,)."""
         if labels is not None:
             labels = labels.repeat_interleave(positions)
-        density = prior.log_prob(z) if labels is None else prior.class_log_prob(z, labels)
-        dim = z.shape[1]
-        log_p = (gaussian_log_normalizer(dim) + density + log_det) / dim
-        log_posterior = torch.log_softmax(prior.inter_component_log_prob(z), dim=1)  # class weights not included
-        return log_p, (log_posterior.exp() * log_posterior).sum(dim=1)
+        log_pz = prior.log_prob(z, labels, include_const=True)  # HGAD's prior leaves the constant out of its losses
+        log_p = change_of_variables(log_pz, log_det, prior.dim)
+        return log_p, -prior.class_entropy(z, include_prior=False)  # class weights not included
 
     @torch.no_grad()
-    def update_statistics(self, images: torch.Tensor, class_index: torch.Tensor | None = None) -> None:
-        """Add one batch of training images to the statistics of every map kind (all scoring modes at once)."""
-        priors, stats = self._require_prior()
-        labels = self.pending_labels if class_index is None else class_index
-        levels = self.latents(check_images(images))
-        batch = images.shape[0]
-        labels = torch.zeros(batch, dtype=torch.long, device=images.device) if labels is None else labels
+    def update_statistics(self, batch: Batch) -> None:
+        """Add a batch of pre-processed training images to the statistics of every map kind (all scoring modes).
+
+        ``batch.class_index`` gives each image's class (see :func:`anomalib_nfplus.batch.class_labels`); batches
+        without it are class 0 of a one-class model.
+        """
+        priors, stats = self.require_prior()
+        labels = class_labels(batch, priors[0].n_classes, "HGAD")
+        images = check_images(batch.image)
+        levels = self.latents(images)
+        batch_size = images.shape[0]
         for level, (prior, (z, log_det)) in enumerate(zip(priors, levels, strict=True)):
             flat, flat_det = z.reshape(-1, z.shape[-1]), log_det.reshape(-1)
             positions = z.shape[1] * z.shape[2]
@@ -232,11 +228,18 @@ class HGADModel(nn.Module):
             conditional, _ = self.level_maps(prior, flat, flat_det, labels, positions)
             stats.update(self.map_index(level, 0), neg_entropy)
             stats.update(self.map_index(level, 1), free)
-            conditional = conditional.view(batch, positions)
+            conditional = conditional.view(batch_size, positions)
             for c in labels.unique().tolist():
                 stats.update(self.map_index(level, _KINDS + int(c)), conditional[labels == c])
 
-    def _require_prior(self) -> tuple[nn.ModuleList, TrainingStatistics]:
+    def classes_without_statistics(self) -> list[int]:
+        """Classes whose likelihood maps received no training values in the current collection."""
+        _, stats = self.require_prior()
+        empty = set(stats.empty_maps())
+        return [c for c in range(self.n_classes or 0) if self.map_index(0, _KINDS + c) in empty]
+
+    def require_prior(self) -> tuple[nn.ModuleList, TrainingStatistics]:
+        """The per-level priors and the statistics, with a clear error while they are not built yet."""
         if self.priors is None or self.statistics is None:
             msg = (
                 "HGAD's prior is not built yet: its size depends on the number of classes. Pass n_classes to the "

@@ -8,9 +8,9 @@ import pytest
 import torch
 from anomalib.models import AnomalibModule
 
+from anomalib_nfplus.flows import subnet_dtype
 from anomalib_nfplus.models.cflow_ad import CflowAD
-from anomalib_nfplus.models.cflow_ad.lightning_model import WARMUP_FRACTION
-from anomalib_nfplus.models.components.positional_flows import subnet_dtype
+from anomalib_nfplus.models.components import OFFICIAL_WARMUP_FRACTION, warmup_cosine_factor
 
 TINY = {"backbone": "resnet18", "layers": ("layer1", "layer2"), "pre_trained": False, "coupling_blocks": 1}
 
@@ -41,14 +41,14 @@ def test_bad_arguments_are_rejected(kwargs, message):
         CflowAD(**TINY, **kwargs)
 
 
-@pytest.mark.parametrize(("warmup_epochs", "expected"), [(None, WARMUP_FRACTION * 25), (1.0, 1.0)])
+@pytest.mark.parametrize(("warmup_epochs", "expected"), [(None, OFFICIAL_WARMUP_FRACTION * 25), (1.0, 1.0)])
 def test_default_warm_up_is_the_official_share(monkeypatch, warmup_epochs, expected):
     model = CflowAD(**TINY, warmup_epochs=warmup_epochs)
-    seen = {}
-    monkeypatch.setattr(model, "warmup_cosine", lambda optimizer, warmup: seen.setdefault("warmup", warmup))
-    monkeypatch.setattr(CflowAD, "trainer", SimpleNamespace(max_epochs=25))
-    model.configure_optimizers()
-    assert seen["warmup"] == pytest.approx(expected)
+    monkeypatch.setattr(CflowAD, "trainer", SimpleNamespace(max_epochs=25, estimated_stepping_batches=250))
+    factor = model.configure_optimizers()["lr_scheduler"]["scheduler"].lr_lambdas[0]
+    # 10 steps per epoch; half-way through the warm-up the factor tells its length
+    assert factor(5 * expected) == pytest.approx(warmup_cosine_factor(expected / 2, 25, expected))
+    assert factor(5 * expected) != pytest.approx(warmup_cosine_factor(expected / 2, 25, 2 * expected))
 
 
 def test_subnet_precision_resolves_per_device():
@@ -73,7 +73,7 @@ def test_every_step_reaches_or_names_every_decoder_parameter(monkeypatch, fiber_
     monkeypatch.setattr(model, "lr_schedulers", lambda: SimpleNamespace(step=lambda: None))
     monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)
     model.train()
-    model.training_step(SimpleNamespace(image=torch.rand(2, 3, 32, 32)))
+    model.training_step(SimpleNamespace(image=torch.rand(2, 3, 32, 32)), 0)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert any(idle for _, idle in steps)
     for loss, idle in steps:

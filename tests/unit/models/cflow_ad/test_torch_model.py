@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """CflowADModel: shapes, batch independence, statistics, scoring options, input checks."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -14,7 +16,7 @@ def model() -> CflowADModel:
     torch.manual_seed(0)
     model = CflowADModel("resnet18", ("layer1", "layer2"), pre_trained=False, coupling_blocks=2, condition_dim=16)
     model.statistics.reset()
-    model.update_statistics(torch.rand(4, 3, 64, 64))
+    model.update_statistics(SimpleNamespace(image=torch.rand(4, 3, 64, 64)))
     model.statistics.finalize()
     return model.eval()
 

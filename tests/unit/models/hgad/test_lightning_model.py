@@ -6,8 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from anomalib.models import AnomalibModule
 
-from anomalib_nfplus.models.hgad import HGAD
+from anomalib_nfplus.models.hgad import HGAD, lightning_model
 
 SIZE = 64
 
@@ -45,11 +46,23 @@ def test_defaults_follow_the_paper(model: HGAD) -> None:
 
 
 def test_class_labels_checked(model: HGAD) -> None:
-    assert model.class_labels(_batch([1, 0]), required=True).tolist() == [1, 0]
-    with pytest.raises(ValueError, match="needs each image's class index"):
-        model.class_labels(_batch(None), required=True)
+    assert model.class_labels(_batch([1, 0])).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="HGAD has 2 classes and needs each image's class index"):
+        model.class_labels(_batch(None))
     with pytest.raises(ValueError, match=r"must lie in \[0, 2\)"):
-        model.class_labels(_batch([0, 5]), required=True)
+        model.class_labels(_batch([0, 5]))
+
+
+def test_subnet_precision_default_reaches_the_flows(monkeypatch) -> None:
+    """The constructor's default ("auto") is what fit start applies, not another one."""
+    model = HGAD(backbone="tf_efficientnet_lite0", layers=["blocks.4"], pre_trained=False, n_classes=1, n_blocks=1)
+    seen = []
+    monkeypatch.setattr(
+        lightning_model, "use_subnet_precision", lambda module, precision, device: seen.append(precision)
+    )
+    monkeypatch.setattr(AnomalibModule, "on_fit_start", lambda self: None)
+    model.on_fit_start()
+    assert seen == ["auto"]
 
 
 def test_statistics_are_per_class_and_a_class_without_images_is_named(model: HGAD) -> None:

@@ -3,6 +3,7 @@
 """HGADModel: prior set-up, scoring modes, per-image scores, input errors, traceability."""
 
 import itertools
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,7 +23,7 @@ def _model(n_classes: int | None = 2, **kwargs) -> HGADModel:
 def _fitted(model: HGADModel, images: torch.Tensor, labels: torch.Tensor) -> HGADModel:
     model.eval()
     model.statistics.reset()
-    model.update_statistics(images, labels)
+    model.update_statistics(SimpleNamespace(image=images, class_index=labels))
     model.statistics.finalize()
     return model
 
@@ -58,10 +59,9 @@ def test_prior_is_built_lazily_with_statistics_for_every_map() -> None:
     assert model.statistics.n_maps == 2 * (2 + 2)  # levels x (entropy, label-free, one per class)
 
 
-def test_train_mode_returns_latents_and_eval_returns_scores(two_class: HGADModel, images: torch.Tensor) -> None:
-    two_class.train()
-    levels = two_class(images)
-    two_class.eval()
+def test_latents_per_level_and_scores(two_class: HGADModel, images: torch.Tensor) -> None:
+    with torch.no_grad():
+        levels = two_class.latents(images)
     assert [tuple(z.shape) for z, _ in levels] == [(4, 4, 4, 112), (4, 2, 2, 112)]
     out = two_class(images)
     assert out.pred_score.shape == (4,)

@@ -1,0 +1,205 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""Lightning callbacks of the plugin: per-category test metrics for multi-class (unified) runs.
+
+:class:`PerCategoryMetrics` logs, beside anomalib's overall metrics, at the end of a test:
+
+- ``image_AUROC/<category>`` for every category and ``image_AUROC/mean`` (mean over categories);
+- ``pixel_AUROC/<category>`` for categories whose test images have masks and ``pixel_AUROC/mean`` over those.
+
+The plugin's models return it from ``configure_callbacks`` (Lightning's hook for callbacks a model needs) when the
+trainer's datamodule has ``class_names`` (:class:`~anomalib_nfplus.data.Unified`) and does not set
+``category_metrics=False``: :func:`category_metrics_callbacks`. Other models get it the way anomalib adds any
+callback: ``Engine(callbacks=[PerCategoryMetrics()])`` or ``--trainer.callbacks
+anomalib_nfplus.callbacks.PerCategoryMetrics``. A trainer that already has one keeps it.
+
+Values are read after anomalib's post-processing of each batch (the same scores anomalib's own metrics see):
+a batch is read when the next one ends, whatever the order of the callbacks. A category whose test set holds a
+single label gets NaN (AUROC is undefined) and is left out of the mean.
+"""
+
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.nn import functional as F
+from torchmetrics.functional.classification import binary_auroc
+
+from anomalib_nfplus.batch import class_index_of
+
+__all__ = ["PerCategoryMetrics", "category_aurocs", "category_metrics_callbacks"]
+
+logger = logging.getLogger(__name__)
+
+
+class PerCategoryMetrics(Callback):
+    """Log image (and pixel, where masks exist) AUROC per category and their mean after ``test``.
+
+    Args:
+        class_names (Sequence[str] | None, optional): Names for class indices; default ``trainer.datamodule
+            .class_names``, else ``class_<i>``.
+        pixel (bool, optional): Also compute pixel AUROC (keeps the test maps in memory, as anomalib's own
+            pixel AUROC does). Defaults to ``True``.
+    """
+
+    def __init__(self, class_names: Sequence[str] | None = None, pixel: bool = True) -> None:
+        super().__init__()
+        self.class_names = list(class_names) if class_names is not None else None
+        self.pixel = pixel
+        self.results: dict[str, float] = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pending: Any = None
+        self._scores: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._labels: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._maps: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._masks: dict[int, list[torch.Tensor]] = defaultdict(list)
+        self._unlabelled = False
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Start collecting for a new test."""
+        del trainer, pl_module
+        self._reset()
+        self.results = {}
+
+    def on_test_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        """Read the previous batch (now post-processed by every callback) and keep this one for later."""
+        del trainer, pl_module, batch_idx, dataloader_idx
+        self._consume()
+        self._pending = outputs if getattr(outputs, "pred_score", None) is not None else batch
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Compute the per-category AUROCs and log them (over the whole test set when several processes test)."""
+        self._consume()
+        self._gather(trainer)
+        if self._unlabelled and not self._scores:
+            logger.warning("PerCategoryMetrics: test batches have no class_index (not a Unified datamodule); skipped.")
+            return
+        names = self._names(trainer)
+        self.results = category_aurocs(self._scores, self._labels, self._maps, self._masks, names)
+        for key, value in self.results.items():
+            pl_module.log(key, value, on_step=False, on_epoch=True)
+            if trainer.barebones:  # logging is off there; anomalib's Evaluator fills the results the same way
+                trainer.callback_metrics[key] = torch.tensor(value)
+                trainer.logged_metrics[key] = torch.tensor(value)
+        self._reset()
+
+    def _gather(self, trainer: Trainer) -> None:
+        """Under DDP each process tested its share of the images: give every process all of them.
+
+        AUROC does not decompose over shards, so the values themselves are gathered (CPU tensors, as anomalib's
+        own AUROC gathers its predictions); every process then computes and logs the same numbers.
+        """
+        world = int(getattr(trainer, "world_size", 1) or 1)
+        if world == 1 or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        local = (self._scores, self._labels, self._maps, self._masks, self._unlabelled)
+        gathered: list[Any] = [None] * world
+        torch.distributed.all_gather_object(gathered, local)
+        self._reset()
+        for *parts, unlabelled in gathered:
+            for mine, theirs in zip((self._scores, self._labels, self._maps, self._masks), parts, strict=True):
+                for index, values in theirs.items():
+                    mine[index].extend(values)
+            self._unlabelled = self._unlabelled or unlabelled
+
+    def _names(self, trainer: Trainer) -> list[str]:
+        names = self.class_names or getattr(getattr(trainer, "datamodule", None), "class_names", None)
+        seen = max([*self._scores, -1]) + 1
+        names = list(names or [])
+        return names + [f"class_{index}" for index in range(len(names), seen)]
+
+    def _consume(self) -> None:
+        batch, self._pending = self._pending, None
+        if batch is None:
+            return
+        classes = class_index_of(batch)
+        scores, labels = getattr(batch, "pred_score", None), getattr(batch, "gt_label", None)
+        if classes is None or scores is None or labels is None:
+            self._unlabelled = True
+            return
+        classes, scores, labels = classes.cpu(), scores.detach().cpu().flatten().float(), labels.cpu().flatten()
+        maps, masks = getattr(batch, "anomaly_map", None), getattr(batch, "gt_mask", None)
+        has_pixels = self.pixel and maps is not None and masks is not None
+        if has_pixels:
+            masks = masks.cpu().bool().reshape(len(classes), *masks.shape[-2:])
+            maps = maps.detach().cpu().float().reshape(len(classes), 1, *maps.shape[-2:])
+            if maps.shape[-2:] != masks.shape[-2:]:
+                maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
+        for index in classes.unique().tolist():
+            selected = classes == index
+            self._scores[index].append(scores[selected])
+            self._labels[index].append(labels[selected])
+            if has_pixels:
+                self._maps[index].append(maps[selected].flatten())
+                self._masks[index].append(masks[selected].flatten())
+
+
+def _auroc(preds: list[torch.Tensor], target: list[torch.Tensor], what: str) -> float:
+    labels = torch.cat(target).int()
+    if labels.numel() == 0 or labels.min() == labels.max():
+        logger.warning("%s: the test set holds a single label, AUROC is undefined (NaN).", what)
+        return math.nan
+    return float(binary_auroc(torch.cat(preds), labels))
+
+
+def category_aurocs(
+    scores: dict[int, list[torch.Tensor]],
+    labels: dict[int, list[torch.Tensor]],
+    maps: dict[int, list[torch.Tensor]],
+    masks: dict[int, list[torch.Tensor]],
+    names: Sequence[str],
+) -> dict[str, float]:
+    """``image_AUROC/<name>`` per class, ``pixel_AUROC/<name>`` per class with masks, and both ``/mean``.
+
+    Args:
+        scores (dict[int, list[torch.Tensor]]): Image scores per class index.
+        labels (dict[int, list[torch.Tensor]]): Image labels (0 normal, 1 anomalous) per class index.
+        maps (dict[int, list[torch.Tensor]]): Flattened anomaly maps per class index (classes with masks).
+        masks (dict[int, list[torch.Tensor]]): Flattened masks, aligned with ``maps``.
+        names (Sequence[str]): Name of every class index.
+
+    Returns:
+        dict[str, float]: Metric name -> value; means ignore NaN categories (NaN when all are NaN).
+    """
+    results: dict[str, float] = {}
+    for index in sorted(scores):
+        results[f"image_AUROC/{names[index]}"] = _auroc(scores[index], labels[index], f"image AUROC {names[index]}")
+    for index in sorted(maps):
+        results[f"pixel_AUROC/{names[index]}"] = _auroc(maps[index], masks[index], f"pixel AUROC {names[index]}")
+    for level in ("image", "pixel"):
+        values = [value for key, value in results.items() if key.startswith(f"{level}_AUROC/")]
+        if values:
+            finite = [value for value in values if not math.isnan(value)]
+            results[f"{level}_AUROC/mean"] = sum(finite) / len(finite) if finite else math.nan
+    return results
+
+
+def category_metrics_callbacks(trainer: Trainer | None) -> list[Callback]:
+    """``[PerCategoryMetrics()]`` for a trainer on a multi-class datamodule that has none yet, else ``[]``.
+
+    Multi-class means the datamodule declares ``class_names`` (the contract :class:`~anomalib_nfplus.data.Unified`
+    follows); ``category_metrics=False`` on it opts out. A callback the trainer already holds (passed by the user,
+    or added by an earlier run of the same trainer) is kept: Lightning would replace it with the returned one.
+    """
+    if trainer is None:
+        return []
+    datamodule = trainer.datamodule
+    if not getattr(datamodule, "class_names", None) or not getattr(datamodule, "category_metrics", True):
+        return []
+    if any(isinstance(callback, PerCategoryMetrics) for callback in trainer.callbacks):
+        return []
+    return [PerCategoryMetrics()]

@@ -1,0 +1,87 @@
+# Copyright (C) 2026 anomalib-nfplus contributors
+# SPDX-License-Identifier: Apache-2.0
+"""PerCategoryMetrics: per-category AUROC tables, and when the plugin's models add the callback."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from anomalib.data import ImageBatch
+
+from anomalib_nfplus.callbacks import PerCategoryMetrics, category_aurocs, category_metrics_callbacks
+from anomalib_nfplus.data.unified import UnifiedImageBatch
+
+
+def _trainer(datamodule: object, callbacks: list | None = None) -> SimpleNamespace:
+    return SimpleNamespace(datamodule=datamodule, callbacks=callbacks or [])
+
+
+def test_added_for_data_with_class_names_only():
+    assert [type(c) for c in category_metrics_callbacks(_trainer(SimpleNamespace(class_names=["a"])))] == [
+        PerCategoryMetrics
+    ]
+    assert category_metrics_callbacks(_trainer(SimpleNamespace(category="bottle"))) == []
+    assert category_metrics_callbacks(_trainer(None)) == []
+    assert category_metrics_callbacks(None) == []
+
+
+def test_opt_out_and_an_existing_callback_are_respected():
+    opted_out = SimpleNamespace(class_names=["a", "b"], category_metrics=False)
+    assert category_metrics_callbacks(_trainer(opted_out)) == []
+    mine = PerCategoryMetrics(class_names=["x", "y"])
+    assert category_metrics_callbacks(_trainer(SimpleNamespace(class_names=["a", "b"]), [mine])) == []
+
+
+def test_category_aurocs_per_class_and_mean():
+    scores = {0: [torch.tensor([0.1, 0.9, 0.2, 0.8])], 1: [torch.tensor([0.5, 0.4])]}
+    labels = {0: [torch.tensor([0, 1, 0, 1])], 1: [torch.tensor([0, 1])]}
+    maps = {0: [torch.tensor([0.1, 0.2, 0.9])]}
+    masks = {0: [torch.tensor([False, True, True])]}
+    results = category_aurocs(scores, labels, maps, masks, ["a", "b"])
+    assert results["image_AUROC/a"] == pytest.approx(1.0)
+    assert results["image_AUROC/b"] == pytest.approx(0.0)
+    assert results["image_AUROC/mean"] == pytest.approx(0.5)
+    assert results["pixel_AUROC/a"] == pytest.approx(1.0)
+    assert results["pixel_AUROC/mean"] == pytest.approx(1.0)
+    assert "pixel_AUROC/b" not in results
+
+
+def test_single_label_category_is_nan_and_left_out_of_the_mean():
+    scores = {0: [torch.tensor([0.1, 0.9])], 1: [torch.tensor([0.5, 0.4])]}
+    labels = {0: [torch.tensor([0, 1])], 1: [torch.tensor([1, 1])]}
+    results = category_aurocs(scores, labels, {}, {}, ["a", "b"])
+    assert math.isnan(results["image_AUROC/b"])
+    assert results["image_AUROC/mean"] == pytest.approx(1.0)
+
+
+def test_callback_reads_batches_after_later_post_processing():
+    logged = {}
+    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]), barebones=False)
+    callback = PerCategoryMetrics()
+    callback.on_test_epoch_start(trainer, module)
+    batches = []
+    for classes, labels in (([0, 0], [0, 1]), ([1, 1], [1, 0])):
+        batch = UnifiedImageBatch(
+            image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor(labels), class_index=torch.tensor(classes)
+        )
+        batch.update(pred_score=torch.tensor([0.0, 0.0]))
+        callback.on_test_batch_end(trainer, module, batch, batch, len(batches))
+        batch.update(pred_score=torch.tensor(labels, dtype=torch.float32))  # a later callback post-processes
+        batches.append(batch)
+    callback.on_test_epoch_end(trainer, module)
+    assert logged == {"image_AUROC/a": 1.0, "image_AUROC/b": 1.0, "image_AUROC/mean": 1.0}
+    assert callback.results == logged
+
+
+def test_callback_skips_ordinary_batches():
+    logged = {}
+    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
+    trainer = SimpleNamespace(datamodule=None, barebones=False)
+    callback = PerCategoryMetrics()
+    callback.on_test_epoch_start(trainer, module)
+    batch = ImageBatch(image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor([0, 1]), pred_score=torch.rand(2))
+    callback.on_test_batch_end(trainer, module, batch, batch, 0)
+    callback.on_test_epoch_end(trainer, module)
+    assert logged == {}
