@@ -29,9 +29,10 @@ from anomalib.engine import Engine
 from lightning.pytorch import Callback
 
 from anomalib_nfplus.backbones import offline_weights
-from anomalib_nfplus.data.category_metrics import PerCategoryMetrics
+from anomalib_nfplus.batch import class_index_of
+from anomalib_nfplus.callbacks import PerCategoryMetrics
 from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS
-from anomalib_nfplus.data.unified import Unified, class_index_of
+from anomalib_nfplus.data.unified import Unified
 from anomalib_nfplus.models.cflow_ad import CflowAD
 from anomalib_nfplus.models.components import NonFiniteLossError
 from anomalib_nfplus.models.differnet import DifferNet
@@ -52,7 +53,7 @@ def build(name: str) -> Any:
     }
     if name == "DifferNet":
         return DifferNet(
-            layers=["blocks.2"], n_blocks=2, hidden=32, depth=1, n_test_transforms=4, n_train_transforms=2,
+            layers=["blocks.2"], coupling_blocks=2, hidden=32, depth=1, n_test_transforms=4, n_train_transforms=2,
             blur_sigma=1.0, **common,
         )  # fmt: skip
     if name == "CflowAD":
@@ -62,8 +63,8 @@ def build(name: str) -> Any:
         )  # fmt: skip
     # 4 images x (4x4 + 2x2) positions / 16 = 5 chunks: the 2x2 level sits out one; the intra stage starts at 8 %.
     return HGAD(
-        layers=["blocks.4"], pre_trained=False, n_blocks=2, cond_dim=32, n_intra=3, pyramid_scales=(1.0, 0.5),
-        fiber_batch_size=16, **common,
+        layers=["blocks.4"], pre_trained=False, coupling_blocks=2, condition_dim=32, n_intra=3,
+        pyramid_scales=(1.0, 0.5), fiber_batch_size=16, **common,
     )  # fmt: skip
 
 
@@ -125,9 +126,9 @@ def count_scored(model: Any, counter: dict[str, int]) -> None:
     """Count the training images this process scores for the statistics."""
     update = model.model.update_statistics
 
-    def counting(images: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        counter["images"] += int(images.shape[0])
-        return update(images, *args, **kwargs)
+    def counting(batch: Any, *args: Any, **kwargs: Any) -> Any:
+        counter["images"] += int(batch.image.shape[0])
+        return update(batch, *args, **kwargs)
 
     model.model.update_statistics = counting
 

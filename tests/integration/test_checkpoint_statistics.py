@@ -1,6 +1,9 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Statistics that belong to the weights they are stored with, and a unified HGAD checkpoint in a fresh model."""
+"""Statistics that belong to the weights they are stored with, whenever validation runs or a checkpoint is written.
+
+A unified HGAD checkpoint in a fresh model: ``test_hgad.py``.
+"""
 
 from pathlib import Path
 
@@ -10,28 +13,17 @@ from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from anomalib_nfplus.backbones import offline_weights
-from anomalib_nfplus.data.unified import Unified
 from anomalib_nfplus.models.cflow_ad import CflowAD
-from anomalib_nfplus.models.hgad import HGAD
+from tests.helpers.tiny_models import tiny_model
 
 SIZE = 64
-WEIGHTS = {"pre_trained": False, "visualizer": False}
-CFLOW = {"layers": ["blocks.2", "blocks.4"], "coupling_blocks": 2, "condition_dim": 32, "reflect_padding": False}
-HGAD_ARGS = {"layers": ["blocks.4"], "n_blocks": 2, "cond_dim": 32, "n_intra": 3, "pyramid_scales": (1.0, 0.5)}
 
 pytestmark = pytest.mark.slow
 
 
 def _cflow() -> CflowAD:
-    backbone = str(offline_weights("tf_efficientnet_lite0"))
     # lr high enough that every step moves the statistics visibly
-    return CflowAD("tf_efficientnet_lite0", backbone_weights=backbone, image_size=SIZE, lr=5e-3, **CFLOW, **WEIGHTS)
-
-
-def _hgad() -> HGAD:
-    backbone = str(offline_weights("tf_efficientnet_lite0"))
-    return HGAD("tf_efficientnet_lite0", backbone_weights=backbone, image_size=SIZE, **HGAD_ARGS, **WEIGHTS)
+    return tiny_model("CflowAD", SIZE, layers=["blocks.2", "blocks.4"], lr=5e-3)
 
 
 def _engine(root: Path, **kwargs) -> Engine:
@@ -88,29 +80,3 @@ def test_a_mid_epoch_checkpoint_stores_statistics_of_its_weights(synthetic_root:
     restored = _cflow()
     restored.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
     _assert_same(restored.model.statistics.state_dict(), _fresh_statistics(restored, datamodule))
-
-
-def test_unified_hgad_checkpoint_scores_single_category_data_in_a_fresh_model(synthetic_root: str, tmp_path) -> None:
-    torch.manual_seed(0)
-    unified = Unified(
-        root=synthetic_root, categories=["stripes", "dots"], image_size=SIZE, train_batch_size=4, eval_batch_size=4,
-        num_workers=0,
-    )  # fmt: skip
-    trained = _hgad()
-    engine = _engine(tmp_path)
-    engine.fit(trained, datamodule=unified)
-    path = tmp_path / "unified.ckpt"
-    engine.trainer.save_checkpoint(path)
-    assert trained.model.n_classes == 2
-
-    single = _mvtec(synthetic_root, "dots")
-    single.setup()
-    expected = torch.cat([p.pred_score for p in engine.predict(trained, dataloaders=single.test_dataloader())])
-
-    fresh = _hgad()  # n_classes=None, as a user would build it
-    predictions = _engine(tmp_path).predict(fresh, dataloaders=single.test_dataloader(), ckpt_path=path)
-    assert fresh.model.n_classes == 2
-    torch.testing.assert_close(torch.cat([p.pred_score for p in predictions]), expected, rtol=1e-5, atol=1e-7)
-
-    metrics = _engine(tmp_path).test(_hgad(), datamodule=_mvtec(synthetic_root, "dots"), ckpt_path=path)[0]
-    assert 0.0 <= metrics["image_AUROC"] <= 1.0

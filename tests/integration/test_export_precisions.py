@@ -3,11 +3,11 @@
 """Every model exports to OpenVINO in FP16 and INT8 through ``Engine.export``, and the IRs run in the edge runtime.
 
 INT8 must quantise the backbone's (non-depthwise) convolutions and nothing of the flows, whose log-likelihoods need
-float. One tiny
-model per plugin model; ONNX tracing (covered by each model's FP32 parity test) runs once per model and is reused
-by the three exports, so each model costs one training and one trace. The models output raw (un-normalised) scores
-and maps: a barely trained model's scores are nearly equal, and anomalib's min-max normalisation would magnify any
-difference between precisions into noise.
+float. One tiny model per catalogue model, with one backbone level at one scale (``ONE_LEVEL``: the trace, most of
+each model's cost here, grows with the graph). FP32 is the torch model itself: the FP32 IR's parity with torch is
+checked in ``test_models.py``, so a third trace per model would add nothing. The models
+output raw (un-normalised) scores and maps: a barely trained model's scores are nearly equal, and anomalib's min-max
+normalisation would magnify any difference between precisions into noise.
 """
 
 from pathlib import Path
@@ -22,49 +22,35 @@ from anomalib.deploy import CompressionType, ExportType
 from anomalib.engine import Engine
 from anomalib.post_processing import PostProcessor
 
-from anomalib_nfplus.backbones import offline_weights
+from anomalib_nfplus._catalog import MODELS
 from anomalib_nfplus.deploy import EdgeModel
-from anomalib_nfplus.models.cflow_ad import CflowAD
-from anomalib_nfplus.models.components.quantization import feature_ops
-from anomalib_nfplus.models.differnet import DifferNet
-from anomalib_nfplus.models.hgad import HGAD
+from anomalib_nfplus.models.components.export.quantization import feature_ops
+from tests.helpers.tiny_models import ONE_LEVEL, tiny_model
 
 pytestmark = pytest.mark.export
 
 SIZE = 64
-TINY: dict[str, tuple[type, dict[str, Any]]] = {
-    # One backbone level and one scale each: the ONNX trace, most of each model's cost here, grows with the graph.
-    "CflowAD": (CflowAD, {"layers": ["blocks.2"], "coupling_blocks": 2, "condition_dim": 32, "reflect_padding": False}),
-    "DifferNet": (DifferNet, {"layers": ["blocks.2"], "scales": (1.0,), "n_blocks": 2, "hidden": 32, "depth": 1,
-                              "n_test_transforms": 2, "n_train_transforms": 2, "blur_sigma": 1.0}),
-    "HGAD": (HGAD, {"layers": ["blocks.2"], "pyramid_scales": (1.0,), "n_blocks": 2, "cond_dim": 32, "n_intra": 3,
-                    "blur_sigma": 1.0}),
-}  # fmt: skip
-PRECISIONS = {"fp32": None, "fp16": CompressionType.FP16, "int8": CompressionType.INT8_PTQ}
+PRECISIONS = {"fp16": CompressionType.FP16, "int8": CompressionType.INT8_PTQ}  # FP32: the torch model
 QUANTISED_TYPES = {"Convolution"}  # depthwise (GroupConvolution) stays float, as do the flows
 
 
-@pytest.fixture(scope="module", params=sorted(TINY))
+@pytest.fixture(scope="module", params=sorted(MODELS))
 def exported(request: pytest.FixtureRequest, synthetic_root: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tiny trained model, its IR in each precision and every IR's outputs on eight test images."""
-    cls, kwargs = TINY[request.param]
+    """A tiny trained model, its FP16 and INT8 IRs, and their and the torch model's outputs on eight test images."""
     torch.manual_seed(0)
-    model = cls(
-        backbone="tf_efficientnet_lite0",
-        pre_trained=False,
-        backbone_weights=str(offline_weights("tf_efficientnet_lite0")),
-        image_size=SIZE,
-        visualizer=False,
-        post_processor=PostProcessor(enable_normalization=False),
-        **kwargs,
-    )
+    raw = PostProcessor(enable_normalization=False)
+    model = tiny_model(request.param, SIZE, post_processor=raw, **ONE_LEVEL[request.param])
     datamodule = MVTecAD(root=synthetic_root, category="stripes", train_batch_size=4, eval_batch_size=8, num_workers=0)
     root = tmp_path_factory.mktemp(f"precisions_{request.param}")
     engine = Engine(default_root_dir=root / "runs", max_epochs=1, logger=False, enable_progress_bar=False,
                     enable_model_summary=False, accelerator="cpu")  # fmt: skip
     engine.fit(model, datamodule=datamodule)
-    images = next(iter(datamodule.test_dataloader())).image.numpy()
-    paths, outputs = {}, {}
+    images = next(iter(datamodule.test_dataloader())).image
+    model.eval()
+    with torch.no_grad():
+        reference = model(images)  # float32; the FP32 IR matches it to 1e-4 (test_models.py)
+    paths: dict[str, Path] = {}
+    outputs = {"fp32": {key: getattr(reference, key).numpy() for key in ("pred_score", "anomaly_map")}}
     for precision, compression in PRECISIONS.items():
         paths[precision] = Path(
             engine.export(
@@ -76,7 +62,7 @@ def exported(request: pytest.FixtureRequest, synthetic_root: str, tmp_path_facto
                 datamodule=datamodule if precision == "int8" else None,  # the default (direct) route
             )
         )
-        outputs[precision] = EdgeModel(paths[precision], config={"INFERENCE_PRECISION_HINT": "f32"}).infer(images)
+        outputs[precision] = EdgeModel(paths[precision], precision="f32").infer(images.numpy())
     return {"name": request.param, "paths": paths, "outputs": outputs, "n": images.shape[0]}
 
 
@@ -122,12 +108,13 @@ def _count(path: Path, op_type: str) -> int:
 
 
 def test_int8_quantises_the_backbone_and_none_of_the_flows(exported) -> None:
-    backbone = set(feature_ops(ov.Core().read_model(exported["paths"]["fp32"])))
+    # The FP16 IR is the float graph with half-precision constants: the same ops under the same names.
+    backbone = set(feature_ops(ov.Core().read_model(exported["paths"]["fp16"])))
     consumers = _fake_quantize_consumers(exported["paths"]["int8"])
     assert consumers, "no FakeQuantize node: nothing was quantised"
     assert {node.get_type_name() for node in consumers} <= QUANTISED_TYPES  # no MatMul, Add, blur... quantised
     assert {node.get_friendly_name() for node in consumers} == backbone  # every such backbone conv, nothing else
-    assert _count(exported["paths"]["int8"], "MatMul") == _count(exported["paths"]["fp32"], "MatMul") > 0
+    assert _count(exported["paths"]["int8"], "MatMul") == _count(exported["paths"]["fp16"], "MatMul") > 0
 
 
 def test_int8_outputs_follow_fp32(exported) -> None:

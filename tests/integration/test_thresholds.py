@@ -9,12 +9,11 @@ import torch
 from anomalib.data import MVTecAD
 from anomalib.engine import Engine
 
-from anomalib_nfplus.backbones import offline_weights
 from anomalib_nfplus.data.unified import Unified
 from anomalib_nfplus.models.cflow_ad import CflowAD
+from tests.helpers.tiny_models import tiny_model
 
 SIZE = 64
-CFLOW = {"layers": ["blocks.2", "blocks.4"], "coupling_blocks": 2, "condition_dim": 32, "reflect_padding": False}
 
 
 def _datamodule(root: str, **kwargs) -> MVTecAD:
@@ -40,10 +39,7 @@ def _thresholds(model: CflowAD) -> tuple[float, float]:
 @pytest.mark.slow
 def test_synthetic_validation_split_fits_thresholds_without_test_labels(synthetic_root: str, tmp_path) -> None:
     torch.manual_seed(0)
-    weights = str(offline_weights("tf_efficientnet_lite0"))
-    model = CflowAD(
-        "tf_efficientnet_lite0", pre_trained=False, backbone_weights=weights, image_size=SIZE, visualizer=False, **CFLOW
-    )
+    model = tiny_model("CflowAD", SIZE, layers=["blocks.2", "blocks.4"])
     honest = _datamodule(synthetic_root, val_split_mode="synthetic", val_split_ratio=0.5, seed=0)
     engine = _engine(tmp_path)
     engine.fit(model, datamodule=honest)

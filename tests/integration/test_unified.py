@@ -15,9 +15,10 @@ from anomalib.data import Folder, MVTecAD
 from anomalib.engine import Engine
 from anomalib.models import Padim
 
-from anomalib_nfplus.data.category_metrics import PerCategoryMetrics
+from anomalib_nfplus.batch import class_index_of
+from anomalib_nfplus.callbacks import PerCategoryMetrics
 from anomalib_nfplus.data.synthetic import CATEGORY_DEFECTS, make_mvtec_like
-from anomalib_nfplus.data.unified import Unified, UnifiedImageBatch, class_index_of
+from anomalib_nfplus.data.unified import Unified, UnifiedImageBatch
 
 PROJECT = Path(__file__).resolve().parents[2]
 CONFIGS = PROJECT / "configs" / "data"
