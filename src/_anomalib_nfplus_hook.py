@@ -5,7 +5,7 @@
 anomalib resolves ``--model HGAD`` by walking the subclasses of ``AnomalibModule`` that are already imported, and
 it has no plugin entry points. This module is installed at the root of ``site-packages`` and called from
 ``anomalib_nfplus.pth`` at interpreter start-up. It does **not** import the plugin (that would import torch and
-anomalib in every interpreter, ~14 s); it only puts a finder on ``sys.meta_path`` that waits for
+anomalib, many seconds, in every interpreter); it only puts a finder on ``sys.meta_path`` that waits for
 ``anomalib.models`` to be imported and then imports the plugin's registration module, and for ``anomalib.cli.cli``
 to be imported to let anomalib's CLI build the plugin's models from a checkpoint's saved arguments. The finder
 leaves ``sys.meta_path`` once every module it waits for was imported.

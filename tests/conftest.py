@@ -11,7 +11,7 @@ import pytest
 from anomalib_nfplus._catalog import MODELS
 from anomalib_nfplus.data.synthetic import make_mvtec_like
 
-# The plugin's models, as users type them after --model (each model issue adds its line to _catalog.MODELS).
+# The plugin's models, as users type them after --model (one line per model in _catalog.MODELS).
 PLUGIN_MODELS: tuple[str, ...] = tuple(MODELS)
 
 PROBE_DIR = Path(__file__).parent / "helpers" / "probe_plugin"

@@ -3,7 +3,8 @@
 """The one list of the plugin's public models: class name -> defining module.
 
 Standard library only, so the package ``__init__`` (lazy attributes), the models package (imports) and the tests
-(CLI parametrisation) all read it without importing torch. Each model issue adds one line here.
+(CLI parametrisation) all read it without importing torch. A new model adds
+one line here.
 """
 
 MODELS: dict[str, str] = {

@@ -5,7 +5,7 @@
 anomalib types ``--model`` as ``AnomalibModule | None`` (and ``--data`` likewise). jsonargparse builds such a value
 by trying each type of the union and catching every exception; when all fail it raises a new "Does not validate
 against any of the Union subtypes" error that repeats the whole configuration and chains only the first type's
-error (``Expected a NoneType``), and anomalib's rich traceback handler prints the chain: about 190 lines around a
+error (``Expected a NoneType``), and anomalib's rich traceback handler prints the chain: a screenful of lines around a
 one-line message such as "Unknown timm backbone ...". The original exception is no longer reachable from the
 one jsonargparse raises.
 

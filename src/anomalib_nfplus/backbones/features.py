@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
+from timm.models import FeatureInfo
 from torch import nn
 
 from anomalib_nfplus.backbones._timm import check_backbone, feature_module_names
@@ -61,7 +63,7 @@ class FeatureExtractor(nn.Module):
             otherwise the backbone runs under ``torch.no_grad()``. An attribute that may be switched later.
             Defaults to ``False``.
         fold_norms (bool, optional): Fold each ``conv -> BatchNorm`` pair into the convolution (same outputs up to
-            rounding, about 30 % faster on CPU; see :func:`~anomalib_nfplus.backbones.fold.fold_batchnorm`).
+            rounding, one pass per feature map fewer; see :func:`~anomalib_nfplus.backbones.fold.fold_batchnorm`).
             Defaults to ``True``.
 
     Attributes:
@@ -96,7 +98,7 @@ class FeatureExtractor(nn.Module):
             features_only=True,
             out_indices=tuple(indices),
         )
-        info = self.model.feature_info
+        info = cast(FeatureInfo, self.model.feature_info)  # a features_only model's
         if info.module_name() != [names[i] for i in indices]:  # guards against a timm indexing change
             msg = f"timm returned layers {info.module_name()} for out_indices {indices} of {backbone!r}."
             raise RuntimeError(msg)

@@ -122,7 +122,7 @@ def test_allinone_log_scale_clamp():
 
 
 def _double_affine_reference(block: DoubleAffineCoupling, x: torch.Tensor, alpha: float) -> tuple:
-    """DifferNet's equations (methods.md 1.4) written out directly."""
+    """DifferNet's equations (official DifferNet code) written out directly."""
     half = x.shape[1] // 2
     x1, x2 = x[:, :half], x[:, half:]
     r2 = block.subnet2(x2)

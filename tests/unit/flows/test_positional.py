@@ -11,7 +11,7 @@ from anomalib_nfplus.flows import positional_encoding_2d
 
 
 def _reference(dim: int, height: int, width: int) -> torch.Tensor:
-    """Slice-assignment form of the encoding as described in methods.md 2.3."""
+    """Slice-assignment form of the encoding as the official CFLOW-AD code writes it."""
     enc = torch.zeros(dim, height, width, dtype=torch.float64)
     d = dim // 2
     div = torch.exp(torch.arange(0.0, d, 2, dtype=torch.float64) * -(math.log(1e4) / d))

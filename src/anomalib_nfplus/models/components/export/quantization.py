@@ -13,15 +13,11 @@ Two departures from anomalib 2.7's ``INT8_PTQ``:
   convolutions that feed the flows (most of the compute) are quantised. Depthwise convolutions (``GroupConvolution``:
   per-tensor activation ranges are the known weak spot of MobileNet/EfficientNet-style networks), the flows, the
   scoring and map post-processing (e.g. a Gaussian-blur convolution) stay in float, and NNCF's bias correction is
-  off by default (with it, CflowAD's INT8 lost 1 image-AUROC point on generated stripes; without it, none).
-  DifferNet turns it on: it scores one globally pooled vector per view, and without bias correction the mean
-  shift of the quantised convolutions cost it 2.4 image-AUROC points on MTD (FP32 0.905, INT8 0.881; with bias
-  correction 0.901).
+  off by default: on CflowAD's per-position maps it lowered accuracy. DifferNet turns it on: it scores
+  one globally pooled vector per view, whose density is sensitive to the mean shift the quantised convolutions add
+  and bias correction removes.
 
-CflowAD, image AUROC FP32 -> INT8 (EfficientNet-Lite0). Generated stripes, 128 px, 3 seeds: 0.964/1.000/0.970 ->
-0.964/1.000/0.970 with this scope; 0.759/0.877/0.814 with every backbone convolution and bias correction; weight-only
-INT8 alone 0.951 (seed 0). Magnetic Tile Defects, 582 test images: 0.812 -> 0.813; HGAD 0.752 -> 0.763; DifferNet
-0.794 -> 0.789.
+The accuracy of each scope, FP32 against INT8 per model, is in ``benchmarks/RESULTS.md`` ("INT8 scopes").
 """
 
 import logging

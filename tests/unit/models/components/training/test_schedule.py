@@ -18,7 +18,7 @@ from anomalib_nfplus.models.components import (
 
 
 def official_lr(epoch: float, lr: float = 2e-4, meta_epochs: int = 25, warm: int = 2) -> float:
-    """CFLOW-AD's adjust/warm-up maths written out independently (methods.md §2.6)."""
+    """CFLOW-AD's adjust/warm-up maths written out independently (official CFLOW-AD code)."""
     eta_min = lr * 0.1**3
 
     def cosine(e: float) -> float:
@@ -35,7 +35,7 @@ def test_matches_the_official_schedule(epoch):
 
 
 def test_reference_values():
-    # methods.md §2.6: 1.43e-4 at e=9, 5.8e-5 at e=16, 9.9e-7 at e=24
+    # the official schedule's values: 1.43e-4 at e=9, 5.8e-5 at e=16, 9.9e-7 at e=24
     assert 2e-4 * warmup_cosine_factor(9, 25, 2) == pytest.approx(1.43e-4, rel=0.01)
     assert 2e-4 * warmup_cosine_factor(16, 25, 2) == pytest.approx(5.8e-5, rel=0.02)
     assert 2e-4 * warmup_cosine_factor(24, 25, 2) == pytest.approx(9.9e-7, rel=0.02)
