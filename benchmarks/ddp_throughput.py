@@ -55,7 +55,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backbone", default=harness.DEFAULT_BACKBONE)
     p.add_argument("--layers", nargs="+", default=list(harness.DEFAULT_LAYERS))
     p.add_argument("--init-args", nargs=2, action="append", default=[], metavar=("MODEL", "JSON"),
-                   help="constructor arguments of MODEL, e.g. --init-args HGAD '{\"n_blocks\": 4}'")  # fmt: skip
+                   help="constructor arguments of MODEL, e.g. --init-args HGAD '{\"coupling_blocks\": 4}'")  # fmt: skip
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "ddp_throughput.csv")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # JSON job of one fit, run in a fresh process
     args = p.parse_args(argv)

@@ -56,7 +56,7 @@ def _train_and_export(args: argparse.Namespace, work: Path) -> tuple[Path, Any, 
     backbone = harness.DEFAULT_BACKBONE
     common = {"backbone": backbone, "layers": tuple(args.layers), "pre_trained": False,
               "backbone_weights": str(offline_weights(backbone)), "image_size": size, "visualizer": False}  # fmt: skip
-    model = CflowAD(**common) if args.model == "CflowAD" else HGAD(**common, cond_dim=64, n_blocks=8)
+    model = CflowAD(**common) if args.model == "CflowAD" else HGAD(**common, condition_dim=64, coupling_blocks=8)
     engine = harness.fit_and_time(model, datamodule, epochs=1, root_dir=work / "runs", test=False).engine
     path = engine.export(model, ExportType.OPENVINO, export_root=work / "fp32", input_size=(size, size),
                          onnx_kwargs={"opset_version": 18})  # fmt: skip

@@ -10,13 +10,15 @@ this module and neither imports the other. Ordinary anomalib batches have no suc
 - :func:`class_index_of`: a batch's class indices, ``None`` for ordinary anomalib batches;
 - :func:`class_labels`: what a model trains and scores with: the indices checked against its number of classes,
   or zeros for a single-class model fed ordinary batches.
+
+:func:`batch_images` returns a batch's images, refusing a batch that has none (anomalib's ``image`` is optional).
 """
 
 from typing import Any
 
 import torch
 
-__all__ = ["as_class_index", "class_index_of", "class_labels"]
+__all__ = ["as_class_index", "batch_images", "class_index_of", "class_labels"]
 
 
 def as_class_index(value: Any, ndim: int, what: str = "class_index") -> torch.Tensor | None:
@@ -47,6 +49,19 @@ def _checked(index: torch.Tensor, ndim: int, what: str) -> tuple[torch.Tensor, i
         msg = f"{what} must be >= 0 (an index into the datamodule's class_names), got {index.tolist()}."
         raise ValueError(msg)
     return index.to(torch.int64), int(high)
+
+
+def batch_images(batch: object) -> torch.Tensor:
+    """The batch's images, ``batch.image``; anomalib types the field as optional, the models need it.
+
+    Raises:
+        ValueError: The batch carries no images.
+    """
+    images = getattr(batch, "image", None)
+    if images is None:
+        msg = f"The batch ({type(batch).__name__}) carries no images (batch.image is None); the models need them."
+        raise ValueError(msg)
+    return images
 
 
 def class_index_of(batch: object) -> torch.Tensor | None:

@@ -133,8 +133,9 @@ class PerCategoryMetrics(Callback):
             return
         classes, scores, labels = classes.cpu(), scores.detach().cpu().flatten().float(), labels.cpu().flatten()
         maps, masks = getattr(batch, "anomaly_map", None), getattr(batch, "gt_mask", None)
-        has_pixels = self.pixel and maps is not None and masks is not None
-        if has_pixels:
+        if not self.pixel or maps is None or masks is None:
+            maps = masks = None
+        else:
             masks = masks.cpu().bool().reshape(len(classes), *masks.shape[-2:])
             maps = maps.detach().cpu().float().reshape(len(classes), 1, *maps.shape[-2:])
             if maps.shape[-2:] != masks.shape[-2:]:
@@ -143,7 +144,7 @@ class PerCategoryMetrics(Callback):
             selected = classes == index
             self._scores[index].append(scores[selected])
             self._labels[index].append(labels[selected])
-            if has_pixels:
+            if maps is not None and masks is not None:
                 self._maps[index].append(maps[selected].flatten())
                 self._masks[index].append(masks[selected].flatten())
 
@@ -197,9 +198,9 @@ def category_metrics_callbacks(trainer: Trainer | None) -> list[Callback]:
     """
     if trainer is None:
         return []
-    datamodule = trainer.datamodule
+    datamodule = getattr(trainer, "datamodule", None)  # set on every trainer by Lightning, undeclared on the class
     if not getattr(datamodule, "class_names", None) or not getattr(datamodule, "category_metrics", True):
         return []
-    if any(isinstance(callback, PerCategoryMetrics) for callback in trainer.callbacks):
+    if any(isinstance(callback, PerCategoryMetrics) for callback in getattr(trainer, "callbacks", ())):
         return []
     return [PerCategoryMetrics()]

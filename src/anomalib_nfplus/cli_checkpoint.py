@@ -7,7 +7,8 @@ anomalib's CLI builds the model from the command line before it loads a checkpoi
 network) unless every training argument was typed again; the result ran without an error and scored nonsense.
 For the plugin's models (subclasses of :class:`FlowModuleMixin`), every model argument the command line or config
 leaves at its default now takes the checkpoint's saved value, and a value that differs from the checkpoint's is
-refused with a message naming both. anomalib's own models are not touched.
+refused with a message naming both. Argument names saved by an older release are read under their current names
+(the model's ``renamed_arguments``). anomalib's own models are not touched.
 
 :func:`extend_cli` installs this on ``anomalib.cli.cli.AnomalibCLI``; the start-up hook calls it right after that
 module is imported (and :func:`anomalib_nfplus.plugin.register` calls it where it already was).
@@ -19,6 +20,7 @@ import inspect
 import logging
 import pickle
 import sys
+from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,7 @@ def apply_checkpoint_arguments(section: Any) -> list[str]:
         return []
     parameters = inspect.signature(model_class.__init__).parameters
     name = model_class.__name__
+    saved = _current_names(saved, getattr(model_class, "renamed_arguments", {}), name, ckpt_path)
     unknown = sorted(set(saved) - set(parameters))
     if unknown:
         msg = (
@@ -138,6 +141,21 @@ def saved_arguments(ckpt_path: str | Path) -> dict[str, Any]:
         raise ValueError(msg) from error
     hyper_parameters = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
     return dict(hyper_parameters or {})
+
+
+def _current_names(
+    saved: dict[str, Any], renames: Mapping[str, str], name: str, ckpt_path: str | Path
+) -> dict[str, Any]:
+    """``saved`` with the argument names of an older release replaced by the current ones (the model's map).
+
+    Only the checkpoint can be fixed (by re-saving it), so this is logged, not warned like a renamed argument typed
+    by the user.
+    """
+    old = sorted(key for key in saved if key in renames)
+    if not old:
+        return saved
+    logger.info("%s arguments saved under old names in %s: %s", name, ckpt_path, ", ".join(old))
+    return {renames.get(key, key): value for key, value in saved.items()}
 
 
 def _plugin_model_class(class_path: str) -> type | None:

@@ -41,4 +41,4 @@ def extend_anomalib_cli() -> None:
     install_short_errors()
     main = getattr(module, "main", None)
     if callable(main) and not getattr(main, _MARK, False):
-        module.main = _quiet(main)
+        vars(module)["main"] = _quiet(main)  # a module's attributes are its __dict__ (typed assignment)

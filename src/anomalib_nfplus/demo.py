@@ -32,8 +32,8 @@ DEMO_DEFAULTS: dict[str, int] = {"epochs": 2, "image_size": 128, "n_train": 40}
 DEMO_MODELS: dict[str, dict[str, Any]] = {
     "HGAD": {
         "layers": ["blocks.2", "blocks.4"],
-        "n_blocks": 4,
-        "cond_dim": 64,
+        "coupling_blocks": 4,
+        "condition_dim": 64,
         "n_intra": 4,
         "lr": 2e-3,
         "fiber_batch_size": 1024,
@@ -202,7 +202,11 @@ def _run(
     with _step("reload", seconds, verbose):
         reloaded = type(model).load_from_checkpoint(checkpoint)
     with _step("export", seconds, verbose):
-        model_xml = Path(engine.export(model=reloaded, export_type=ExportType.OPENVINO, export_root=output / "export"))
+        exported = engine.export(model=reloaded, export_type=ExportType.OPENVINO, export_root=output / "export")
+        if exported is None:  # anomalib returns None for export types it does not support
+            msg = "anomalib's Engine.export wrote no OpenVINO model."
+            raise RuntimeError(msg)
+        model_xml = Path(exported)
     samples = _test_images(data_root, categories, per_kind=2)
     images = np.stack([read_rgb(path) for _, path, _ in samples])
     with _step("edge runtime", seconds, verbose):

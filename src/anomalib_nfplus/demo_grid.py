@@ -32,7 +32,7 @@ def outline(mask: np.ndarray) -> np.ndarray:
 def _with_outline(picture: Image.Image, mask_path: Path | None) -> Image.Image:
     if mask_path is None:
         return picture
-    mask = np.asarray(Image.open(mask_path).convert("L").resize(picture.size, Image.NEAREST)) > 127
+    mask = np.asarray(Image.open(mask_path).convert("L").resize(picture.size, Image.Resampling.NEAREST)) > 127
     pixels = np.asarray(picture.convert("RGB")).copy()
     pixels[outline(mask)] = _OUTLINE_RGB
     return Image.fromarray(pixels)

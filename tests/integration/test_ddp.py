@@ -137,6 +137,6 @@ def test_nan_on_one_process_stops_every_process_with_the_last_finite_weights(run
     paths = {record["error"].split("saved to ")[1].split(".ckpt")[0] + ".ckpt" for record in nan}
     assert len(paths) == 1  # every process names the file process 0 wrote
     checkpoint = torch.load(paths.pop(), map_location="cpu", weights_only=False)
-    weights = {key: value for key, value in checkpoint["state_dict"].items() if key.startswith("model.decoders.")}
+    weights = {key: value for key, value in checkpoint["state_dict"].items() if key.startswith("model.flows.")}
     assert weights
     assert all(bool(torch.isfinite(value).all()) for value in weights.values())

@@ -68,6 +68,18 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path: Path) -> None:
         apply_checkpoint_arguments(section)
 
 
+def test_argument_names_of_an_older_release_are_read_under_the_current_names(tmp_path: Path) -> None:
+    saved = {"n_blocks": 2, "cond_dim": 16}
+    section = _section(_checkpoint(tmp_path, saved), class_path="anomalib_nfplus.HGAD", coupling_blocks=12)
+    filled = apply_checkpoint_arguments(section)
+    assert sorted(filled) == ["condition_dim", "coupling_blocks"]
+    assert (section.model.init_args.coupling_blocks, section.model.init_args.condition_dim) == (2, 16)
+    assert "n_blocks" not in section.model.init_args
+    conflicting = _section(_checkpoint(tmp_path, saved), class_path="anomalib_nfplus.HGAD", coupling_blocks=4)
+    with pytest.raises(ValueError, match=r"coupling_blocks=2 \(given: 4\)"):
+        apply_checkpoint_arguments(conflicting)
+
+
 def test_anomalibs_own_models_and_runs_without_checkpoint_are_untouched(tmp_path: Path) -> None:
     ckpt = _checkpoint(tmp_path, {"backbone": "resnet18"})
     padim = _section(ckpt, class_path="anomalib.models.Padim")

@@ -7,6 +7,7 @@ with a data config on the CLI. The CPU presets build from the packaged offline w
 the paper presets are built with ``pre_trained=False`` so that nothing is downloaded.
 """
 
+import inspect
 import socket
 import sys
 from pathlib import Path
@@ -79,6 +80,22 @@ def test_model_config_holds_only_trainer_and_model(path: Path) -> None:
     assert config["trainer"]["max_epochs"] >= 1
     header = path.read_text().split("\ntrainer:")[0]
     assert f"anomalib train --config configs/{path.name} --data configs/data/" in header
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda path: path.stem)
+def test_model_config_uses_the_current_argument_names(path: Path) -> None:
+    init_args = _read(path)["model"]["init_args"]
+    model_class = _model_class(path)
+    assert not set(init_args) & set(model_class.renamed_arguments)
+    assert set(init_args) <= set(inspect.signature(model_class).parameters)
+
+
+@pytest.mark.parametrize("path", [p for p in MODEL_CONFIGS if p not in CPU_PRESETS], ids=lambda path: path.stem)
+def test_paper_preset_spells_out_every_model_argument(path: Path) -> None:
+    """The paper presets are the reference settings: every argument but anomalib's components, in signature order."""
+    components = {"pre_processor", "post_processor", "evaluator", "visualizer"}
+    parameters = [name for name in inspect.signature(_model_class(path)).parameters if name not in components]
+    assert list(_read(path)["model"]["init_args"]) == parameters
 
 
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda path: path.stem)

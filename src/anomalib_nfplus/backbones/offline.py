@@ -21,8 +21,10 @@ import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import timm
 import torch
@@ -205,7 +207,8 @@ def convert_to_timm(source: dict[str, torch.Tensor], name: str) -> dict[str, tor
         ValueError: The keys or shapes do not map one-to-one onto the timm model.
     """
     model = timm.create_model(name, pretrained=False)
-    timm_blocks = [f"blocks.{s}.{j}" for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    stages = cast("Iterable[nn.Sequential]", model.blocks)  # EfficientNet: a sequence of stages of blocks
+    timm_blocks = [f"blocks.{s}.{j}" for s, stage in enumerate(stages) for j in range(len(stage))]
     expanded = {key.split(".")[1] for key in source if re.match(r"_blocks\.\d+\._expand_conv\.", key)}
     converted: dict[str, torch.Tensor] = {}
     for key, tensor in source.items():

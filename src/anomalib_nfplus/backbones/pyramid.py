@@ -151,4 +151,4 @@ def _check_levels(
     if not pairs or any(len(p) != 2 or not all(isinstance(v, int) and v > 0 for v in p) for p in pairs):
         msg = f"sizes must be a non-empty sequence of positive ints or (height, width) pairs, got {sizes!r}."
         raise ValueError(msg)
-    return None, pairs
+    return None, tuple((height, width) for height, width in pairs)

@@ -71,7 +71,7 @@ def subsample_training_set(datamodule: AnomalibDataModule, n_images: int, seed: 
         return datamodule
     indices = few_shot_indices(len(train_data), n_images, seed)
     datamodule.train_data = train_data.subsample(indices)
-    datamodule.train_data._few_shot = (n_images, seed)
+    datamodule.train_data._few_shot = (n_images, seed)  # type: ignore[attr-defined]  # marker read back above
     return datamodule
 
 
@@ -115,7 +115,7 @@ class FewShotMVTecAD(MVTecAD):
         self.train_images_seed = train_images_seed
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]  # a plain attribute in Lightning, a property in anomalib
         """Results are filed under ``MVTecAD``, as for the full data set."""
         return MVTecAD.__name__
 

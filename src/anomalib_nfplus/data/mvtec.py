@@ -83,7 +83,7 @@ if _upstream is not None and not getattr(_upstream, "_anomalib_nfplus_alias", Fa
     MVTec = _upstream
 else:
 
-    class MVTec(MVTecAD):
+    class MVTec(MVTecAD):  # type: ignore[no-redef]  # defined here only when anomalib has no MVTec
         """MVTec AD datamodule under its pre-2.0 name; ``MVTecAD`` with its folders checked before training.
 
         Results are written under the ``MVTecAD`` name so paths match runs made with ``--data MVTecAD``.
@@ -102,7 +102,7 @@ else:
         _anomalib_nfplus_alias = True
 
         @property
-        def name(self) -> str:
+        def name(self) -> str:  # type: ignore[override]  # a plain attribute in Lightning, a property in anomalib
             """Name used in result paths: the upstream class name."""
             return MVTecAD.__name__
 

@@ -158,7 +158,7 @@ def _apply_defect(rng: np.random.Generator, img: np.ndarray, mask: np.ndarray, d
         out = 0.4 * img + 0.6 * (mean + np.where(mean.mean() > 0.5, -contrast, contrast))
     elif defect == "patch":
         alpha = rng.uniform(0.4, 0.85)
-        out = (1 - alpha) * img + alpha * rng.uniform(0.0, 1.0, size=img.shape[-1]).astype(np.float32)
+        out = (1 - alpha) * img + alpha * rng.uniform(0.0, 1.0, size=int(img.shape[-1])).astype(np.float32)
     else:  # missing dots: background colour where a dot was
         bg = np.asarray(aux["bg"], np.float32)
         bg = bg @ _LUMA if img.shape[-1] == 1 else bg
@@ -321,7 +321,10 @@ def _write_category(
 ) -> None:
     # Seeds mix the run seed with stable hashes (crc32, not Python's salted hash) of category and folder.
     cat_key = zlib.crc32(category.encode())
-    jobs = [("train", "good", None, counts["n_train"]), ("test", "good", None, counts["n_test_good"])]
+    jobs: list[tuple[str, str, str | None, int]] = [
+        ("train", "good", None, counts["n_train"]),
+        ("test", "good", None, counts["n_test_good"]),
+    ]
     jobs += [("test", defect, defect, counts["n_test_bad"]) for defect in CATEGORY_DEFECTS[category]]
     for split, folder, defect, count in jobs:
         width = max(3, len(str(count - 1)))

@@ -84,6 +84,11 @@ class Unified(AnomalibDataModule):
             Defaults to ``True``.
     """
 
+    # Set by ``_setup`` (anomalib declares them as ``AnomalibDataset``).
+    train_data: UnifiedDataset
+    val_data: UnifiedDataset
+    test_data: UnifiedDataset
+
     def __init__(
         self,
         datamodules: Sequence[AnomalibDataModule] | None = None,
@@ -162,13 +167,13 @@ class Unified(AnomalibDataModule):
         sources = [getattr(datamodule, f"{split}_data", None) for datamodule in self.datamodules]
         return UnifiedDataset(sources, self._class_names, self.image_size, split)
 
-    def val_dataloader(self) -> DataLoader | list:  # type: ignore[override]
+    def val_dataloader(self) -> DataLoader | list:
         """Validation batches, one category per batch (none when no category has validation data)."""
         if getattr(self, "val_data", None) is None:
             return []
         return self._eval_loader(self.val_data)
 
-    def test_dataloader(self) -> DataLoader:  # type: ignore[override]
+    def test_dataloader(self) -> DataLoader:
         """Test batches, one category per batch (so masks are present in a whole batch or absent)."""
         return self._eval_loader(self.test_data)
 

@@ -90,7 +90,7 @@ class UnifiedImageBatch(_ClassIndexField, ImageBatch):
         return as_class_index(class_index, 1, "class_index")
 
     @classmethod
-    def collate(cls, items: list[ImageItem]) -> "UnifiedImageBatch":  # type: ignore[override]
+    def collate(cls, items: list[ImageItem]) -> "UnifiedImageBatch":
         """Collate like anomalib, after checking that fields are present in all items or in none.
 
         anomalib collates the fields set on the first item only, so a batch that mixes images with and without

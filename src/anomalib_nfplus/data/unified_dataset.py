@@ -7,15 +7,17 @@ then brought to a common size and to RGB, tagged with its class index and passed
 datamodule's augmentations (anomalib appends the model's resize there).
 """
 
-from collections.abc import Iterable, Iterator, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
+from typing import cast
 
 import pandas as pd
 import torch
 from anomalib import TaskType
+from anomalib.data import ImageItem
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import LabelName
 from torch.utils.data import BatchSampler, Sampler
-from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import InterpolationMode, Transform
 from torchvision.transforms.v2 import functional as F
 from torchvision.tv_tensors import Image, Mask
 
@@ -43,9 +45,9 @@ class UnifiedDataset(AnomalibDataset):
         class_names: Sequence[str],
         image_size: tuple[int, int],
         split: str,
-        augmentations: object = None,
+        augmentations: Transform | None = None,
     ) -> None:
-        super().__init__(augmentations=augmentations)  # type: ignore[arg-type]
+        super().__init__(augmentations=augmentations)
         self.sources = list(sources)
         self.class_names = list(class_names)
         self.image_size = tuple(image_size)
@@ -68,7 +70,7 @@ class UnifiedDataset(AnomalibDataset):
         return frame
 
     @property
-    def collate_fn(self) -> object:
+    def collate_fn(self) -> Callable[[list[ImageItem]], UnifiedImageBatch]:
         """Batches are :class:`UnifiedImageBatch` (an anomalib ``ImageBatch`` with ``class_index``)."""
         return UnifiedImageBatch.collate
 
@@ -76,7 +78,14 @@ class UnifiedDataset(AnomalibDataset):
         """Load the item from its category's dataset, resize it, make it RGB and tag it with its class."""
         row = self.samples.iloc[index]
         class_index = int(row.class_index)
-        item = self.sources[class_index][int(row.source_row)]  # type: ignore[index]
+        source = self.sources[class_index]
+        if source is None:  # rows are made from the categories that have data only
+            msg = f"Row {index} belongs to category {self.class_names[class_index]!r}, which has no data here."
+            raise IndexError(msg)
+        item = cast(ImageItem, source[int(row.source_row)])  # image datamodules give ImageItem; _rgb rejects others
+        if item.image is None:
+            msg = f"Category {self.class_names[class_index]!r} gave an item without an image (row {index})."
+            raise ValueError(msg)
         image = self._rgb(item.image, class_index)
         mask = item.gt_mask
         if mask is None and self.split == "train" and item.gt_label is not None and not bool(item.gt_label):

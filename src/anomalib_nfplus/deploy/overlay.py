@@ -24,6 +24,6 @@ def colorize(anomaly_map: np.ndarray, vmin: float = 0.0, vmax: float = 1.0) -> n
 def overlay_heatmap(image: np.ndarray, anomaly_map: np.ndarray, alpha: float = 0.45) -> Image.Image:
     """Blend the coloured map over the RGB float image (the map is resized to the image)."""
     height, width = image.shape[:2]
-    heat = Image.fromarray(colorize(anomaly_map)).resize((width, height), Image.BILINEAR)
+    heat = Image.fromarray(colorize(anomaly_map)).resize((width, height), Image.Resampling.BILINEAR)
     base = Image.fromarray((np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8))
     return Image.blend(base.convert("RGB"), heat, alpha)

@@ -144,7 +144,9 @@ class EdgeModel:
         image = to_rgb_float(image)
         size = self.input_size
         if size is not None and image.shape[:2] != size:
-            channels = [Image.fromarray(image[..., c], mode="F").resize(size[::-1], Image.BILINEAR) for c in range(3)]
+            channels = [
+                Image.fromarray(image[..., c], mode="F").resize(size[::-1], Image.Resampling.BILINEAR) for c in range(3)
+            ]
             image = np.stack([np.asarray(c, dtype=np.float32) for c in channels], axis=-1)
         return np.ascontiguousarray(image.transpose(2, 0, 1)[None])
 

@@ -3,6 +3,7 @@
 """Affine coupling blocks: FrEIA 0.2's all-in-one block (CFLOW-AD, HGAD) and DifferNet's double coupling."""
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,12 @@ def _checked_subnet(subnet: nn.Module) -> nn.Sequential:
     """Refuse a subnet the fused path of :class:`AllInOneCoupling` cannot split (see its docstring)."""
     layers = list(subnet) if isinstance(subnet, nn.Sequential) else []
     parametrised = [layer for layer in layers if any(True for _ in layer.parameters(recurse=True))]
-    if not layers or not isinstance(layers[0], nn.Linear) or not all(isinstance(m, nn.Linear) for m in parametrised):
+    if (
+        not isinstance(subnet, nn.Sequential)
+        or not layers
+        or not isinstance(layers[0], nn.Linear)
+        or not all(isinstance(m, nn.Linear) for m in parametrised)
+    ):
         msg = (
             "AllInOneCoupling needs an nn.Sequential subnet that starts with nn.Linear and has no parametrised "
             f"layers other than nn.Linear (e.g. allinone_subnet or mlp_subnet_factory), got {subnet}."
@@ -155,7 +161,7 @@ class AllInOneCoupling(InvertibleBlock):
         Returns:
             torch.Tensor: The term, to be passed (or broadcast) to :meth:`forward_with_term`.
         """
-        first = self.subnet[0]
+        first = cast(nn.Linear, self.subnet[0])  # checked by _checked_subnet
         if cond is None:
             return first.bias if first.bias is not None else first.weight.new_zeros(first.out_features)
         return F.linear(cond, first.weight[:, self.split[0] :], first.bias)
@@ -199,7 +205,7 @@ class AllInOneCoupling(InvertibleBlock):
         self.check_inputs(y, cond)
         scale = self.global_scaling()
         u = (y @ self.w_perm - self.global_offset) / scale  # forward right-multiplies by W^T; W is orthogonal
-        x1, u2 = torch.split(u, self.split, dim=1)
+        x1, u2 = torch.split(u, list(self.split), dim=1)
         s, t = self._coefficients(x1, self.condition_term(cond))
         x = torch.cat([x1, (u2 - t) * torch.exp(-s)], dim=1)
         return x, -(s.sum(dim=1) + torch.log(scale).sum())
@@ -218,7 +224,7 @@ class AllInOneCoupling(InvertibleBlock):
     def _subnet(self, x1: torch.Tensor, cond_term: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         """The subnet on ``[x1, c]`` from ``x1`` and ``W_c c + b``; with ``dtype``, its matrix products in ``dtype``."""
         first, *rest = self.subnet
-        weight = first.weight[:, : self.split[0]]
+        weight = cast(nn.Linear, first).weight[:, : self.split[0]]  # checked by _checked_subnet
         if dtype is None:
             h = F.linear(x1, weight) + cond_term
             for layer in rest:
@@ -302,7 +308,7 @@ class DoubleAffineCoupling(InvertibleBlock):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Transform ``x1`` from ``x2``, then ``x2`` from the new ``y1``."""
         self.check_inputs(x, cond)
-        x1, x2 = torch.split(x, self.split, dim=1)
+        x1, x2 = torch.split(x, list(self.split), dim=1)
         s2, t2 = self._coefficients(self.subnet2, x2, cond, self.split[0])
         y1 = x1 * torch.exp(s2) + t2
         s1, t1 = self._coefficients(self.subnet1, y1, cond, self.split[1])
@@ -312,7 +318,7 @@ class DoubleAffineCoupling(InvertibleBlock):
     def inverse(self, y: torch.Tensor, cond: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Recover ``x2`` from ``y1``, then ``x1`` from ``x2``."""
         self.check_inputs(y, cond)
-        y1, y2 = torch.split(y, self.split, dim=1)
+        y1, y2 = torch.split(y, list(self.split), dim=1)
         s1, t1 = self._coefficients(self.subnet1, y1, cond, self.split[1])
         x2 = (y2 - t1) * torch.exp(-s1)
         s2, t2 = self._coefficients(self.subnet2, x2, cond, self.split[0])

@@ -244,7 +244,7 @@ class GaussianMixture(Prior):
 def equidistant_centres(n_classes: int, dim: int, distance: float = 5.0) -> torch.Tensor:
     """Deterministic centres ``(Y, D)`` whose pairwise Euclidean distances all equal ``distance``.
 
-    HGAD's construction (methods.md 3.4): centre ``y`` is ``s`` on the ``m = D // Y`` coordinates
+    HGAD's construction (official ``model.py``): centre ``y`` is ``s`` on the ``m = D // Y`` coordinates
     ``{y + Y*k : k < m}`` and 0 elsewhere, so two centres differ on ``2m`` coordinates by ``s`` and
     ``s = distance / sqrt(2m)``. This matches the official init whenever ``floor(2D/Y) == 2*floor(D/Y)``
     (e.g. D=200, Y=15); the official ``s = 5 / sqrt(floor(2D/Y))`` is only approximately equidistant otherwise.

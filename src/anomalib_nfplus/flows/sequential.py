@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """Chains of invertible blocks and the builders of the published flows."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -68,7 +69,7 @@ class SequentialFlow(InvertibleBlock):
         """Apply the blocks in order; the log-dets add up."""
         self.check_inputs(x, cond)
         log_det = x.new_zeros(x.shape[0])
-        for block in self.blocks:
+        for block in cast("Sequence[InvertibleBlock]", self.blocks):
             x, block_log_det = block(x, cond if block.cond_dim > 0 else None)
             log_det = log_det + block_log_det
         return x, log_det
@@ -77,7 +78,7 @@ class SequentialFlow(InvertibleBlock):
         """Apply the block inverses in reverse order; the log-dets add up."""
         self.check_inputs(y, cond)
         log_det = y.new_zeros(y.shape[0])
-        for block in reversed(self.blocks):
+        for block in reversed(cast("Sequence[InvertibleBlock]", self.blocks)):
             y, block_log_det = block.inverse(y, cond if block.cond_dim > 0 else None)
             log_det = log_det + block_log_det
         return y, log_det

@@ -8,11 +8,12 @@ the deviations from the official code and anomalib's ``Cflow``, and how to reach
 """
 
 from collections.abc import Iterator, Sequence
+from types import MappingProxyType
 
 import torch
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
-from anomalib.models import AnomalibModule
+from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
@@ -79,6 +80,11 @@ class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin
         >>> model.automatic_optimization
         False
     """
+
+    #: Checkpoints that call the backbone ``encoder`` and the flows ``decoders`` load (with a warning to re-save).
+    renamed_state_keys = MappingProxyType(
+        {"model.encoder.": "model.feature_extractor.", "model.decoders.": "model.flows."}
+    )
 
     def __init__(
         self,
@@ -148,16 +154,16 @@ class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin
         that level's decoder as idle, which keeps DDP's gradient reduction whole.
         """
         del batch_idx
-        decoders = self.model.decoders.flows
+        flows = self.model.flows.flows
         for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size, self.per_level_steps):
             levels = {level for level, _ in chunk}
-            idle = [p for level, flow in enumerate(decoders) if level not in levels for p in flow.parameters()]
+            idle = [p for level, flow in enumerate(flows) if level not in levels for p in flow.parameters()]
             yield ChunkLoss(self.loss([log_prob for _, log_prob in chunk]), idle)
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam on the decoders (official lr 2e-4) with the official warm-up + cosine schedule."""
         # The fused kernel does Adam's update in one pass over all parameters (about 3x cheaper on CPU).
-        optimizer = torch.optim.Adam(self.model.decoders.parameters(), lr=self.lr, fused=True)
+        optimizer = torch.optim.Adam(self.model.flows.parameters(), lr=self.lr, fused=True)
         return warmup_cosine(optimizer, self.trainer, self.warmup_epochs)
 
 

@@ -14,11 +14,16 @@ from anomalib.data import Batch, InferenceBatch
 from torch import nn
 
 from anomalib_nfplus.backbones import FeatureExtractor
+from anomalib_nfplus.backbones.reflect_padding import (
+    is_padding_error,
+    reflect_padding_fits,
+    smallest_reflect_size,
+    use_reflect_padding,
+)
 from anomalib_nfplus.models.components import TrainingStatistics, check_images, check_top_k, image_score
 
 from .anomaly_map import AnomalyMapGenerator, Scoring
 from .decoder import CflowDecoders
-from .encoder import is_padding_error, reflect_padding_fits, smallest_reflect_size, use_reflect_padding
 
 __all__ = ["CflowADModel"]
 
@@ -71,19 +76,20 @@ class CflowADModel(nn.Module):
         super().__init__()
         check_top_k(top_k)
         self.top_k = top_k
-        self.encoder = FeatureExtractor(backbone, layers, pre_trained=pre_trained, backbone_weights=backbone_weights)
+        self.feature_extractor = FeatureExtractor(
+            backbone, layers, pre_trained=pre_trained, backbone_weights=backbone_weights
+        )
         # Every level needs at least one feature position; reflect padding may need more (see ``min_size``).
-        self._stride_min = max(self.encoder.strides)
+        self._stride_min = max(self.feature_extractor.strides)
         self._min_size: int | None = None
         self.reflect_padding = reflect_padding
         if reflect_padding:
-            use_reflect_padding(self.encoder.model)
+            use_reflect_padding(self.feature_extractor.model)
         # oneDNN runs the (depth-wise) convolutions about twice as fast on CPU in channels-last layout [measured].
-        self.encoder.model.to(memory_format=torch.channels_last)
-        self.decoders = CflowDecoders(
-            self.encoder.channels, coupling_blocks, condition_dim, clamp_alpha, permute_soft, seed
-        )
-        self.statistics = TrainingStatistics(len(self.encoder.channels))
+        self.feature_extractor.model.to(memory_format=torch.channels_last)
+        channels = self.feature_extractor.channels
+        self.flows = CflowDecoders(channels, coupling_blocks, condition_dim, clamp_alpha, permute_soft, seed)
+        self.statistics = TrainingStatistics(len(channels))
         self.anomaly_map = AnomalyMapGenerator(scoring)
 
     @property
@@ -96,7 +102,7 @@ class CflowADModel(nn.Module):
         if self._min_size is None:
             reflect = self.reflect_padding
             stride_min = self._stride_min
-            self._min_size = smallest_reflect_size(self.encoder.model, stride_min) if reflect else stride_min
+            self._min_size = smallest_reflect_size(self.feature_extractor.model, stride_min) if reflect else stride_min
         return self._min_size
 
     def check_input_size(self, height: int, width: int) -> None:
@@ -107,29 +113,29 @@ class CflowADModel(nn.Module):
         """
         fits = min(height, width) >= self._stride_min
         if fits and self.reflect_padding:
-            fits = reflect_padding_fits(self.encoder.model, height, width)
+            fits = reflect_padding_fits(self.feature_extractor.model, height, width)
         if not fits:
             raise ValueError(self._too_small_message(height, width))
 
     def _too_small_message(self, height: int, width: int) -> str:
         minimum = self.min_size
+        backbone, layers = self.feature_extractor.backbone, list(self.feature_extractor.layers)
         if not self.reflect_padding:
             return (
-                f"CflowAD cannot take {height}x{width} px images: backbone {self.encoder.backbone!r} with layers "
-                f"{list(self.encoder.layers)} needs at least {minimum}x{minimum} px. Set image_size >= {minimum}."
+                f"CflowAD cannot take {height}x{width} px images: backbone {backbone!r} with layers {layers} needs at "
+                f"least {minimum}x{minimum} px. Set image_size >= {minimum}."
             )
         return (
-            f"CflowAD cannot take {height}x{width} px images: with reflect_padding=True, backbone "
-            f"{self.encoder.backbone!r} with layers {list(self.encoder.layers)} needs at least {minimum}x{minimum} px "
-            f"(its deepest feature maps must be larger than the convolutions' padding). Set image_size >= {minimum}, "
-            "or reflect_padding=False."
+            f"CflowAD cannot take {height}x{width} px images: with reflect_padding=True, backbone {backbone!r} with "
+            f"layers {layers} needs at least {minimum}x{minimum} px (its deepest feature maps must be larger than the "
+            f"convolutions' padding). Set image_size >= {minimum}, or reflect_padding=False."
         )
 
     def encode(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Encoder features ``(B, C_l, H_l, W_l)`` of every level, without gradients."""
         images = check_images(images, min_size=self._stride_min)
         try:
-            return self.encoder(images.contiguous(memory_format=torch.channels_last))
+            return self.feature_extractor(images.contiguous(memory_format=torch.channels_last))
         except (RuntimeError, ValueError) as error:
             if not is_padding_error(error):
                 raise
@@ -137,7 +143,7 @@ class CflowADModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
         """``InferenceBatch(pred_score (B,), anomaly_map (B, 1, H, W))``; training uses :meth:`training_chunks`."""
-        log_probs = self.decoders.log_prob_maps(self.encode(images))
+        log_probs = self.flows.log_prob_maps(self.encode(images))
         anomaly_map = self.anomaly_map(log_probs, self.statistics, tuple(images.shape[-2:]))
         return InferenceBatch(pred_score=image_score(anomaly_map, self.top_k), anomaly_map=anomaly_map)
 
@@ -153,12 +159,12 @@ class CflowADModel(nn.Module):
         """
         features = self.encode(images)
         if fiber_batch_size is None:
-            yield list(enumerate(self.decoders.log_prob_maps(features)))
+            yield list(enumerate(self.flows.log_prob_maps(features)))
             return
-        yield from self.decoders.fiber_chunks(features, fiber_batch_size, per_level)
+        yield from self.flows.fiber_chunks(features, fiber_batch_size, per_level)
 
     @torch.no_grad()
     def update_statistics(self, batch: Batch) -> None:
         """Add the negative log-likelihoods of a batch of pre-processed training images to the per-level statistics."""
-        for index, log_prob in enumerate(self.decoders.log_prob_maps(self.encode(batch.image))):
+        for index, log_prob in enumerate(self.flows.log_prob_maps(self.encode(batch.image))):
             self.statistics.update(index, -log_prob)

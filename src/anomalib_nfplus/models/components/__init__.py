@@ -21,7 +21,8 @@ Sub-packages by concern:
   :class:`GaussianBlur`;
 - ``export/``: export size, OpenVINO from ``torch.export``, backbone-only INT8 (:func:`backbone_only_scope`);
 - ``host/``: :func:`flow_pre_processor`, :func:`check_images`, :func:`float32_scoring`, DDP helpers
-  (:func:`process_grid`), the category visualizer.
+  (:func:`process_grid`), the category visualizer, :func:`renamed_arguments` and :func:`renamed_attributes`
+  (renamed names keep working, with a warning).
 
 ``fibers.py``: :func:`check_fiber_batch_size`, the ``fiber_batch_size`` check of CflowAD and HGAD.
 """
@@ -35,6 +36,8 @@ from .host import (
     float32_scoring,
     flow_pre_processor,
     process_grid,
+    renamed_arguments,
+    renamed_attributes,
 )
 from .lightning import FlowModuleMixin
 from .scoring import GaussianBlur, ScoringStepsMixin, TrainingStatistics, check_top_k, image_score, upsample_maps
@@ -77,6 +80,8 @@ __all__ = [
     "flow_pre_processor",
     "image_score",
     "process_grid",
+    "renamed_arguments",
+    "renamed_attributes",
     "schedule_epochs",
     "upsample_maps",
     "warmup_cosine",

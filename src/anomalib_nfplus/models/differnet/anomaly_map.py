@@ -16,18 +16,18 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from anomalib_nfplus.models.components import GaussianBlur
+from anomalib_nfplus.models.components import GaussianBlur, renamed_attributes
 
 from .transforms import FixedRotations
 
-__all__ = ["GradientMap"]
+__all__ = ["AnomalyMapGenerator"]
 
 NllFunction = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 #: ``(function, views) -> function(views)``, possibly computed in several passes (see ``DifferNetModel.in_passes``).
 Passes = Callable[[Callable[[torch.Tensor], tuple[torch.Tensor, ...]], torch.Tensor], tuple[torch.Tensor, ...]]
 
 
-class GradientMap(nn.Module):
+class AnomalyMapGenerator(nn.Module):
     """Per-view input gradients -> ``|.|`` summed over channels -> blur -> rotated back -> mean over views.
 
     Rotating a view loses the image corners, so a pixel is seen by only some of the ``T`` views; the map divides
@@ -85,3 +85,6 @@ class GradientMap(nn.Module):
 
         grads, (_, terms) = torch.func.grad_and_value(objective, has_aux=True)(views)
         return grads, terms
+
+
+__getattr__ = renamed_attributes(__name__, {"GradientMap": "AnomalyMapGenerator"})

@@ -119,7 +119,7 @@ def gradient_graph(module: Any, input_size: tuple[int, int]) -> Iterator[None]:
     mode meanwhile. Nothing changes without a gradient map.
     """
     model = module.model
-    if model.gradient_map is None:
+    if model.anomaly_map is None:
         yield
         return
     # The model sees the pre-processor's output, which may differ from the exported graph's input size.
@@ -127,9 +127,9 @@ def gradient_graph(module: Any, input_size: tuple[int, int]) -> Iterator[None]:
     was_training = model.training
     model.eval()
     views = torch.zeros(2 * model.rotations.n, 3, height, width, device=next(model.parameters()).device)
-    model.gradient_map.traced = trace_gradient(model, views)
+    model.anomaly_map.traced = trace_gradient(model, views)
     try:
         yield
     finally:
-        model.gradient_map.traced = None
+        model.anomaly_map.traced = None
         model.train(was_training)

@@ -17,12 +17,13 @@ Example:
 
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
+from types import MappingProxyType
 from typing import Any
 
 import torch
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
-from anomalib.models import AnomalibModule
+from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
@@ -30,16 +31,17 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_nfplus.backbones import normalization_for
-from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor
+from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor, renamed_arguments
 
 from .export import gradient_graph
-from .loss import differnet_loss
+from .loss import DifferNetLoss
 from .torch_model import PASS_PIXELS, DifferNetModel
 from .transforms import RandomTransforms
 
 __all__ = ["DifferNet"]
 
 
+@renamed_arguments({"scales": "pyramid_scales", "n_blocks": "coupling_blocks"})
 class DifferNet(FlowModuleMixin, AnomalibModule):
     """DifferNet for anomalib (image scores from a flow on pooled features, gradient maps).
 
@@ -50,8 +52,8 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         pre_trained (bool, optional): Pretrained backbone. Defaults to ``True``.
         backbone_weights (str | None, optional): Local timm state dict (e.g. ``offline_weights(...)``).
         image_size (int | Sequence[int], optional): Size of the default pre-processor. Defaults to ``448``.
-        scales (Sequence[float], optional): Pyramid scales. Defaults to ``(1.0, 0.5, 0.25)`` (448/224/112).
-        n_blocks (int, optional): Flow blocks. Defaults to ``8``.
+        pyramid_scales (Sequence[float], optional): Pyramid scales. Defaults to ``(1.0, 0.5, 0.25)`` (448/224/112).
+        coupling_blocks (int, optional): Flow blocks. Defaults to ``8``.
         hidden (int, optional): Subnet width. Defaults to ``2048``.
         depth (int, optional): Subnet hidden layers. Defaults to ``3``.
         clamp_alpha (float, optional): Soft clamp. Defaults to ``3.0``.
@@ -83,6 +85,9 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         visualizer (Visualizer | bool, optional): Defaults to ``True``.
     """
 
+    #: Checkpoints that call the backbone ``pyramid`` load (with a warning to re-save).
+    renamed_state_keys = MappingProxyType({"model.pyramid.": "model.feature_extractor."})
+
     # INT8: the score is the density of one pooled vector per view, which bias correction keeps centred (MTD image
     # AUROC FP32 0.905; INT8 0.881 without, 0.901 with bias correction).
     int8_bias_correction = True
@@ -94,8 +99,8 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         pre_trained: bool = True,
         backbone_weights: str | None = None,
         image_size: int | Sequence[int] = 448,
-        scales: Sequence[float] = (1.0, 0.5, 0.25),
-        n_blocks: int = 8,
+        pyramid_scales: Sequence[float] = (1.0, 0.5, 0.25),
+        coupling_blocks: int = 8,
         hidden: int = 2048,
         depth: int = 3,
         clamp_alpha: float = 3.0,
@@ -137,8 +142,8 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
             layers,
             pre_trained=pre_trained,
             backbone_weights=backbone_weights,
-            scales=scales,
-            n_blocks=n_blocks,
+            pyramid_scales=pyramid_scales,
+            coupling_blocks=coupling_blocks,
             hidden=hidden,
             depth=depth,
             clamp_alpha=clamp_alpha,
@@ -153,18 +158,21 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         self.train_transforms = RandomTransforms(mean, std, rotation, brightness, contrast, saturation, rotation_steps)
         self.n_train_transforms = n_train_transforms
         self.intermediate_validation = intermediate_validation
-        self.optimizer_args = {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay}
+        self.loss = DifferNetLoss()
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam on the flow only, as in the paper (no schedule, no warm-up)."""
-        return torch.optim.Adam(self.model.flow.parameters(), **self.optimizer_args)
+        return torch.optim.Adam(
+            self.model.flow.parameters(), lr=self.lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay
+        )
 
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """NLL of ``n_train_transforms`` independently transformed views of every training image."""
         del args, kwargs
         views = self.train_transforms(batch.image.repeat_interleave(self.n_train_transforms, dim=0))
         z, log_det = self.model(views)
-        loss = self.check_loss(differnet_loss(z, log_det))
+        loss = self.check_loss(self.loss(z, log_det))
         self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=views.shape[0])
         return {"loss": loss}
 

@@ -5,7 +5,8 @@
 Pipeline of one image (Rudolph et al., WACV 2021, arXiv 2008.12577):
 
 1. ``T`` fixed rotations of the image (test time) or random transforms (training, see :mod:`.transforms`);
-2. every view at ``len(scales)`` pyramid levels through one frozen backbone, all views of all images in one batch;
+2. every view at ``len(pyramid_scales)`` pyramid levels through one frozen backbone, all views of all images in one
+   batch;
 3. each feature map globally average-pooled and all levels x layers concatenated into one vector ``y`` of size
    ``D``;
 4. ``z, log|det J| = flow(y)``; score ``= mean_T ||z||^2 / D`` (the log-det is not part of the score);
@@ -30,9 +31,9 @@ from torch import nn
 
 from anomalib_nfplus.backbones import PyramidFeatureExtractor
 from anomalib_nfplus.flows import change_of_variables, differnet_flow, is_tracing, standard_normal_log_prob
-from anomalib_nfplus.models.components import GaussianBlur, check_images
+from anomalib_nfplus.models.components import GaussianBlur, check_images, renamed_arguments
 
-from .anomaly_map import GradientMap
+from .anomaly_map import AnomalyMapGenerator
 from .transforms import FixedRotations
 
 __all__ = ["PASS_PIXELS", "DifferNetModel"]
@@ -42,6 +43,7 @@ _MIN_LEVEL_SIZE = 8
 PASS_PIXELS = 16 * 224 * 224
 
 
+@renamed_arguments({"scales": "pyramid_scales", "n_blocks": "coupling_blocks"})
 class DifferNetModel(nn.Module):
     """DifferNet as a pure torch module.
 
@@ -50,8 +52,9 @@ class DifferNetModel(nn.Module):
         layers (Sequence[str]): Backbone layers to pool (each pooled separately, then concatenated).
         pre_trained (bool, optional): Pretrained backbone weights. Defaults to ``True``.
         backbone_weights (str | Path | None, optional): Local timm state dict. Defaults to ``None``.
-        scales (Sequence[float], optional): Pyramid scales relative to the input. Defaults to ``(1.0, 0.5, 0.25)``.
-        n_blocks (int, optional): Permutation + coupling blocks. Defaults to ``8``.
+        pyramid_scales (Sequence[float], optional): Pyramid scales relative to the input. Defaults to
+            ``(1.0, 0.5, 0.25)``.
+        coupling_blocks (int, optional): Permutation + coupling blocks. Defaults to ``8``.
         hidden (int, optional): Subnet width. Defaults to ``2048``.
         depth (int, optional): Subnet hidden layers. Defaults to ``3``.
         clamp_alpha (float, optional): atan soft-clamp bound. Defaults to ``3.0``.
@@ -71,8 +74,8 @@ class DifferNetModel(nn.Module):
         layers: Sequence[str],
         pre_trained: bool = True,
         backbone_weights: str | Path | None = None,
-        scales: Sequence[float] = (1.0, 0.5, 0.25),
-        n_blocks: int = 8,
+        pyramid_scales: Sequence[float] = (1.0, 0.5, 0.25),
+        coupling_blocks: int = 8,
         hidden: int = 2048,
         depth: int = 3,
         clamp_alpha: float = 3.0,
@@ -89,25 +92,25 @@ class DifferNetModel(nn.Module):
             raise ValueError(msg)
         self.max_pass_pixels = max_pass_pixels
         # Gradients to the pixels are needed for the maps; training wraps the backbone in no_grad itself.
-        self.pyramid = PyramidFeatureExtractor(
+        self.feature_extractor = PyramidFeatureExtractor(
             backbone,
             layers,
-            scales=scales,
+            scales=pyramid_scales,
             mode=interpolation,  # type: ignore[arg-type]
             pre_trained=pre_trained,
             backbone_weights=backbone_weights,
             requires_input_grad=True,
         )
         # The smallest pyramid level must keep at least _MIN_LEVEL_SIZE px for its pooled features to mean anything.
-        self.min_size = math.ceil(_MIN_LEVEL_SIZE / min(self.pyramid.scales or (1.0,)))
-        self.feature_dim = self.pyramid.num_levels * sum(self.pyramid.channels)
-        self.flow = differnet_flow(self.feature_dim, n_blocks, hidden, depth, clamp_alpha, seed)
+        self.min_size = math.ceil(_MIN_LEVEL_SIZE / min(self.feature_extractor.scales or (1.0,)))
+        self.feature_dim = self.feature_extractor.num_levels * sum(self.feature_extractor.channels)
+        self.flow = differnet_flow(self.feature_dim, coupling_blocks, hidden, depth, clamp_alpha, seed)
         self.rotations = FixedRotations(n_test_transforms)
-        self.gradient_map = GradientMap(GaussianBlur(blur_sigma)) if compute_map else None
+        self.anomaly_map = AnomalyMapGenerator(GaussianBlur(blur_sigma)) if compute_map else None
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, 3, H, W)`` -> ``(N, D)``: pooled features of every pyramid level and layer, concatenated."""
-        return torch.cat([f.mean(dim=(2, 3)) for level in self.pyramid(images) for f in level], dim=1)
+        return torch.cat([f.mean(dim=(2, 3)) for level in self.feature_extractor(images) for f in level], dim=1)
 
     def embed(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Flow ``(N, D)`` features to ``z: (N, D)`` and ``log|det J|: (N,)`` (from the same pass)."""
@@ -152,8 +155,8 @@ class DifferNetModel(nn.Module):
             return self.embed(features)
         batch = images.shape[0]
         views = self.rotations(images)
-        if self.gradient_map is None:
+        if self.anomaly_map is None:
             _, terms = self.in_passes(self.nll, views)
             return InferenceBatch(pred_score=terms.view(batch, -1).mean(dim=1))
-        terms, maps = self.gradient_map(self.nll, views, self.rotations, self.in_passes)
+        terms, maps = self.anomaly_map(self.nll, views, self.rotations, self.in_passes)
         return InferenceBatch(pred_score=terms.view(batch, -1).mean(dim=1), anomaly_map=maps)

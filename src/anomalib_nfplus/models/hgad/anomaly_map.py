@@ -1,6 +1,12 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""HGAD's anomaly map: a log-likelihood map times an entropy map (methods.md 3.7), normalised with training data.
+"""HGAD's anomaly map from the flows' latents: a log-likelihood map times an entropy map, normalised with training data.
+
+**Maps.** Per level, the prior scores every position's latent ``z`` (:func:`level_maps`): its per-dimension
+log-likelihood (label-free: under the mixture over classes; class-conditional: under the image's class) and the
+negative entropy of the class posterior. Training images fill :class:`TrainingStatistics` with the same maps
+(:meth:`AnomalyMapGenerator.update_statistics`), one statistics entry per level and map kind (:func:`map_index`):
+negative entropy, label-free likelihood, then one class-conditional likelihood per class.
 
 The official code turns each level's map ``v`` into ``exp(v - max)`` with the maximum over the *test images of
 the class*, sums the upsampled levels, takes ``max - sum`` and blurs. Here the maximum is that of the *training*
@@ -26,13 +32,30 @@ lower them to ``exp(x) - 1`` and ``log(1 + x)``, which would lose the resolution
 
 import math
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
-from anomalib_nfplus.models.components import GaussianBlur, upsample_maps
+from anomalib_nfplus.flows import HierarchicalGaussianMixture, change_of_variables
+from anomalib_nfplus.models.components import GaussianBlur, TrainingStatistics, renamed_attributes, upsample_maps
 
-__all__ = ["HGADAnomalyMap", "expm1", "log1p"]
+__all__ = [
+    "SCORINGS",
+    "AnomalyMapGenerator",
+    "Scoring",
+    "expm1",
+    "level_maps",
+    "log1p",
+    "map_index",
+    "statistics_maps",
+]
+
+Scoring = Literal["label_free", "class_conditional"]
+SCORINGS: tuple[str, ...] = get_args(Scoring)
+
+#: Statistics map kinds of every level, before the one class-conditional likelihood per class.
+_NEG_ENTROPY, _LABEL_FREE, _KINDS = 0, 1, 2
 
 _SERIES_BELOW = 0.1  # |x| under which the series are used; their truncation error there is below 1e-9 relative
 _LOG_HALF = math.log(0.5)
@@ -53,22 +76,126 @@ def log1p(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x.abs() < _SERIES_BELOW, series, torch.log(1 + x))
 
 
+def statistics_maps(levels: int, n_classes: int) -> int:
+    """Number of statistics maps: per level, negative entropy, label-free likelihood and one per class."""
+    return levels * (_KINDS + n_classes)
+
+
+def map_index(level: int, kind: int, n_classes: int) -> int:
+    """Statistics index: ``kind`` 0 = negative entropy, 1 = label-free, ``2 + c`` = class ``c`` likelihood."""
+    return level * (_KINDS + n_classes) + kind
+
+
+def level_maps(
+    prior: HierarchicalGaussianMixture,
+    z: torch.Tensor,
+    log_det: torch.Tensor,
+    labels: torch.Tensor | None,
+    positions: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension log-likelihood (label-free, or of each image's class) and negative class entropy, ``(N,)`` each.
+
+    Args:
+        prior (HierarchicalGaussianMixture): The level's prior.
+        z (torch.Tensor): Latents ``(N, D)``, image-major (``positions`` per image).
+        log_det (torch.Tensor): Their log-determinants ``(N,)``.
+        labels (torch.Tensor | None): Class per image ``(B,)``; ``None``: label-free.
+        positions (int): Positions per image.
+    """
+    if labels is not None:
+        labels = labels.repeat_interleave(positions)
+    log_pz = prior.log_prob(z, labels, include_const=True)  # HGAD's prior leaves the constant out of its losses
+    log_p = change_of_variables(log_pz, log_det, prior.dim)
+    return log_p, -prior.class_entropy(z, include_prior=False)  # class weights not included
+
+
 def _logaddexp(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``log(exp(x) + exp(y))`` without overflow or underflow (ONNX lowers ``torch.logaddexp`` naively)."""
     high = torch.maximum(x, y)
     return high + torch.log(torch.exp(x - high) + torch.exp(y - high))
 
 
-class HGADAnomalyMap(nn.Module):
-    """Turn per-level normality maps into one blurred anomaly map (in the log domain, see the module docstring).
+class AnomalyMapGenerator(nn.Module):
+    """Latents of every level -> one blurred ``(B, 1, H, W)`` anomaly map (in the log domain, see the module docstring).
 
     Args:
         blur_sigma (float): Gaussian blur in output pixels (official: 4 at 256 px); ``0`` disables it.
+        use_entropy (bool, optional): Multiply by the entropy map when the prior has 2+ classes. Defaults to
+            ``True``.
     """
 
-    def __init__(self, blur_sigma: float) -> None:
+    def __init__(self, blur_sigma: float, use_entropy: bool = True) -> None:
         super().__init__()
         self.blur = GaussianBlur(blur_sigma)
+        self.use_entropy = use_entropy
+
+    def forward(
+        self,
+        levels: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        priors: Sequence[HierarchicalGaussianMixture],
+        statistics: TrainingStatistics,
+        labels: torch.Tensor | None,
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        """Anomaly map of the latents, normalised with the training statistics (each image on its own).
+
+        Args:
+            levels (Sequence[tuple[torch.Tensor, torch.Tensor]]): ``(z (B, h, w, D), log_det (B, h, w))`` per level.
+            priors (Sequence[HierarchicalGaussianMixture]): One prior per level.
+            statistics (TrainingStatistics): Filled by :meth:`update_statistics`.
+            labels (torch.Tensor | None): Class per image ``(B,)`` for class-conditional scoring; ``None``:
+                label-free.
+            size (tuple[int, int]): Output size.
+        """
+        n_classes = priors[0].n_classes
+        with_entropy = self.use_entropy and len(priors[0].inter_logits) > 1
+        likelihood, likelihood_max, entropy, entropy_max = [], [], [], []
+        for level, (prior, (z, log_det)) in enumerate(zip(priors, levels, strict=True)):
+            batch, height, width, dim = z.shape
+            log_p, neg_entropy = level_maps(prior, z.reshape(-1, dim), log_det.reshape(-1), labels, height * width)
+            likelihood.append(log_p.view(batch, height, width))
+            if labels is None:
+                likelihood_max.append(statistics.maximum[map_index(level, _LABEL_FREE, n_classes)])
+            else:
+                first = map_index(level, _KINDS, n_classes)
+                likelihood_max.append(statistics.maximum[first : first + n_classes][labels].view(batch, 1, 1))
+            if with_entropy:
+                entropy.append(neg_entropy.view(batch, height, width))
+                entropy_max.append(statistics.maximum[map_index(level, _NEG_ENTROPY, n_classes)])
+        return self.combine(likelihood, likelihood_max, entropy or None, entropy_max if with_entropy else None, size)
+
+    @staticmethod
+    def update_statistics(
+        statistics: TrainingStatistics,
+        levels: Sequence[tuple[torch.Tensor, torch.Tensor]],
+        priors: Sequence[HierarchicalGaussianMixture],
+        labels: torch.Tensor,
+    ) -> None:
+        """Add the maps of training latents to the statistics of every map kind (all scoring modes).
+
+        Args:
+            statistics (TrainingStatistics): Statistics of :func:`statistics_maps` maps.
+            levels (Sequence[tuple[torch.Tensor, torch.Tensor]]): ``(z (B, h, w, D), log_det (B, h, w))`` per level.
+            priors (Sequence[HierarchicalGaussianMixture]): One prior per level.
+            labels (torch.Tensor): Class per image ``(B,)``.
+        """
+        n_classes = priors[0].n_classes
+        for level, (prior, (z, log_det)) in enumerate(zip(priors, levels, strict=True)):
+            flat, flat_det = z.reshape(-1, z.shape[-1]), log_det.reshape(-1)
+            positions = z.shape[1] * z.shape[2]
+            free, neg_entropy = level_maps(prior, flat, flat_det, None, positions)
+            conditional, _ = level_maps(prior, flat, flat_det, labels, positions)
+            statistics.update(map_index(level, _NEG_ENTROPY, n_classes), neg_entropy)
+            statistics.update(map_index(level, _LABEL_FREE, n_classes), free)
+            conditional = conditional.view(z.shape[0], positions)
+            for c in labels.unique().tolist():
+                statistics.update(map_index(level, _KINDS + int(c), n_classes), conditional[labels == c])
+
+    @staticmethod
+    def classes_without_statistics(statistics: TrainingStatistics, n_classes: int) -> list[int]:
+        """Classes whose likelihood maps received no training values in the current collection."""
+        empty = set(statistics.empty_maps())
+        return [c for c in range(n_classes) if map_index(0, _KINDS + c, n_classes) in empty]
 
     @staticmethod
     def normality(values: torch.Tensor, maximum: torch.Tensor) -> torch.Tensor:
@@ -104,7 +231,7 @@ class HGADAnomalyMap(nn.Module):
         """``-log(1 - a)`` from whichever complement is exact there: ``-log s`` for ``s < 1/2``, else ``-log1p(-a)``."""
         return torch.where(log_s < _LOG_HALF, -log_s, -log1p(-a))
 
-    def forward(
+    def combine(
         self,
         likelihood: Sequence[torch.Tensor],
         likelihood_max: Sequence[torch.Tensor],
@@ -135,3 +262,6 @@ class HGADAnomalyMap(nn.Module):
             log_s = _logaddexp(log_s, log_s_entropy + torch.log(a))
             a = a * a_entropy
         return self.log_domain(a, log_s)
+
+
+__getattr__ = renamed_attributes(__name__, {"HGADAnomalyMap": "AnomalyMapGenerator"})

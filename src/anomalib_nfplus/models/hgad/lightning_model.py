@@ -13,6 +13,7 @@ Example:
 """
 
 from collections.abc import Iterator, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -36,17 +37,20 @@ from anomalib_nfplus.models.components import (
     check_subnet_precision,
     check_top_k,
     flow_pre_processor,
+    renamed_arguments,
     schedule_epochs,
     warmup_cosine,
 )
 from anomalib_nfplus.models.components.fibers import check_fiber_batch_size
 
+from .anomaly_map import Scoring
 from .loss import HGADLoss
 from .torch_model import HGADModel
 
 __all__ = ["HGAD"]
 
 
+@renamed_arguments({"n_blocks": "coupling_blocks", "cond_dim": "condition_dim"})
 class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, AnomalibModule):
     """HGAD anomaly detection model (faithful defaults: EfficientNet-B6 stride-16 stage, 3-level pyramid, 1024 px).
 
@@ -62,8 +66,8 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         n_classes (int | None, optional): Classes; ``None``: read from the datamodule at set-up (1 without
             ``class_names``). Defaults to ``None``.
         n_intra (int, optional): Centres per class. Defaults to ``10``.
-        n_blocks (int, optional): Couplings per flow. Defaults to ``12``.
-        cond_dim (int, optional): Positional-encoding width. Defaults to ``256``.
+        coupling_blocks (int, optional): Couplings per flow. Defaults to ``12``.
+        condition_dim (int, optional): Positional-encoding width. Defaults to ``256``.
         clamp_alpha (float, optional): Coupling clamp. Defaults to ``1.9``.
         permute_soft (bool, optional): Soft permutations. Defaults to ``True``.
         centre_distance (float, optional): Initial class-centre distance. Defaults to ``5.0``.
@@ -81,7 +85,7 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
             positions of every level. An int: one step per group of about that many fibers (positions shared by
             all images of the batch, as CflowAD), many more steps per epoch for the same encoder cost.
             Defaults to ``None``.
-        scoring (str, optional): ``"label_free"`` or ``"class_conditional"``. Defaults to ``"label_free"``.
+        scoring (Scoring, optional): ``"label_free"`` or ``"class_conditional"``. Defaults to ``"label_free"``.
         use_entropy (bool, optional): Multiply by the entropy map (2+ classes). Defaults to ``True``.
         blur_sigma (float | None, optional): Map blur; ``None``: 4 px per 256 px of input height.
         top_k (float | None, optional): Image score = mean of the top fraction; ``None``: maximum.
@@ -91,6 +95,9 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
             export always run in float32. Defaults to ``"auto"``.
         pre_processor, post_processor, evaluator, visualizer: anomalib components.
     """
+
+    #: Checkpoints that call the backbone ``extractor`` load (with a warning to re-save).
+    renamed_state_keys = MappingProxyType({"model.extractor.": "model.feature_extractor."})
 
     def __init__(
         self,
@@ -102,8 +109,8 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         image_size: int | Sequence[int] = 1024,
         n_classes: int | None = None,
         n_intra: int = 10,
-        n_blocks: int = 12,
-        cond_dim: int = 256,
+        coupling_blocks: int = 12,
+        condition_dim: int = 256,
         clamp_alpha: float = 1.9,
         permute_soft: bool = True,
         centre_distance: float = 5.0,
@@ -117,7 +124,7 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         weight_decay: float = 1e-4,
         betas: Sequence[float] = (0.95, 0.99),
         fiber_batch_size: int | None = None,
-        scoring: str = "label_free",
+        scoring: Scoring = "label_free",
         use_entropy: bool = True,
         blur_sigma: float | None = None,
         top_k: float | None = None,
@@ -148,8 +155,8 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
             pyramid_scales=pyramid_scales,
             n_classes=n_classes,
             n_intra=n_intra,
-            n_blocks=n_blocks,
-            cond_dim=cond_dim,
+            coupling_blocks=coupling_blocks,
+            condition_dim=condition_dim,
             clamp_alpha=clamp_alpha,
             permute_soft=permute_soft,
             centre_distance=centre_distance,
@@ -162,6 +169,8 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         self.loss = HGADLoss(lambda_inter, lambda_mi, label_smoothing)
         self.fiber_batch_size = fiber_batch_size
         self.subnet_precision = subnet_precision
+        self.intra_start_epoch, self.warmup_epochs = intra_start_epoch, warmup_epochs
+        self.lr, self.centre_lr_factor, self.weight_decay, self.betas = lr, centre_lr_factor, weight_decay, tuple(betas)
         # Several optimizer steps per image batch (position chunks) need manual optimisation.
         self.automatic_optimization = False
 
@@ -225,7 +234,7 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
     def intra_stage(self, batch_idx: int) -> bool:
         """Whether the intra-class terms are on at this (fractional) epoch."""
         trainer = self.trainer
-        start = self.hparams.get("intra_start_epoch")
+        start = self.intra_start_epoch
         start = OFFICIAL_WARMUP_FRACTION * schedule_epochs(trainer) if start is None else start
         epoch = trainer.current_epoch + batch_idx / max(1, int(trainer.num_training_batches or 1))
         return epoch >= start
@@ -238,21 +247,20 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam with betas (0.95, 0.99): flows with weight decay, centres at ``centre_lr_factor`` x lr."""
-        hp = self.hparams
         if self.model.priors is None:
             self.setup()
         priors = self.model.priors
         groups = [
-            {"params": list(self.model.flows.parameters()), "weight_decay": hp["weight_decay"]},
+            {"params": list(self.model.flows.parameters()), "weight_decay": self.weight_decay},
             {
                 "params": [p for prior in priors for p in (prior.inter_means, prior.intra_offsets)],
-                "lr": hp["lr"] * hp["centre_lr_factor"],
+                "lr": self.lr * self.centre_lr_factor,
                 "weight_decay": 0.0,
             },
             {"params": [p for prior in priors for p in (prior.inter_logits, prior.intra_logits)], "weight_decay": 0.0},
         ]
-        optimizer = torch.optim.Adam(groups, lr=hp["lr"], betas=tuple(hp["betas"]), fused=True)
-        return warmup_cosine(optimizer, self.trainer, hp["warmup_epochs"])
+        optimizer = torch.optim.Adam(groups, lr=self.lr, betas=self.betas, fused=True)
+        return warmup_cosine(optimizer, self.trainer, self.warmup_epochs)
 
     # --- statistics, loading, export ------------------------------------------------------------------------
 

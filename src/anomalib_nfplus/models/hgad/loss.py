@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""HGAD's training objective, one method per term (methods.md 3.5).
+"""HGAD's training objective, one method per term (arXiv 2403.13349, Sec. 3; official ``model.py``).
 
 For one feature level with latents ``z`` (N, D), log-determinants ``log_det`` (N,) and class labels ``y`` (N,),
 with ``d_y = -||z - mu_y||^2 / 2`` the unnormalised inter-class log-densities:

@@ -65,9 +65,9 @@ def test_training_chunks_train_every_decoder(model):
         assert len(chunks) == 1
         assert [(level, c.shape) for level, c in chunks[0]] == [(0, (2, 16, 16)), (1, (2, 8, 8))]
         CflowADLoss()([c for _, c in chunks[0]]).backward()
-        for flow in model.decoders.flows:
+        for flow in model.flows.flows:
             assert flow.blocks[0].subnet[0].weight.grad is not None
-        assert model.encoder.model.conv1.weight.grad is None  # the encoder is frozen
+        assert model.feature_extractor.model.conv1.weight.grad is None  # the backbone is frozen
         assert len(list(model.training_chunks(torch.rand(2, 3, 64, 64), 100, per_level=True))) == 5 + 1
     finally:
         model.zero_grad(set_to_none=True)

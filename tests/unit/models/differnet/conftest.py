@@ -7,7 +7,7 @@ import torch
 
 from anomalib_nfplus.models.differnet import DifferNetModel
 
-TINY = {"n_blocks": 2, "hidden": 32, "depth": 1, "blur_sigma": 1.0}
+TINY = {"coupling_blocks": 2, "hidden": 32, "depth": 1, "blur_sigma": 1.0}
 
 
 def tiny_model(**kwargs) -> DifferNetModel:

@@ -66,7 +66,7 @@ def test_training_forward_returns_flow_output(model: DifferNetModel) -> None:
     assert z.shape == (5, model.feature_dim)
     assert log_det.shape == (5,)
     assert z.requires_grad  # the flow trains
-    assert not any(p.requires_grad for p in model.pyramid.parameters())  # the backbone does not
+    assert not any(p.requires_grad for p in model.feature_extractor.parameters())  # the backbone does not
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,7 @@ def test_gradient_map_peaks_on_a_synthetic_defect() -> None:
         "tf_efficientnet_lite0",
         ("blocks.2",),
         backbone_weights=str(offline_weights("tf_efficientnet_lite0")),
-        n_blocks=2,
+        coupling_blocks=2,
         hidden=64,
         depth=1,
         n_test_transforms=4,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from anomalib_nfplus.models.components import GaussianBlur, upsample_maps
-from anomalib_nfplus.models.hgad.anomaly_map import HGADAnomalyMap, expm1, log1p
+from anomalib_nfplus.models.hgad.anomaly_map import AnomalyMapGenerator, expm1, log1p
 
 SIZE = (8, 8)
 ZERO = torch.tensor(0.0)
@@ -22,7 +22,7 @@ def _constant(d: float, batch: int = 1) -> list[torch.Tensor]:
 
 def _map(likelihood: list[torch.Tensor], entropy: list[torch.Tensor] | None = None) -> torch.Tensor:
     zeros = [ZERO] * len(likelihood)
-    return HGADAnomalyMap(1.0)(likelihood, zeros, entropy, zeros if entropy else None, SIZE)
+    return AnomalyMapGenerator(1.0).combine(likelihood, zeros, entropy, zeros if entropy else None, SIZE)
 
 
 def _paper_map(d: list[torch.Tensor], blur: GaussianBlur) -> torch.Tensor:
@@ -89,10 +89,10 @@ def test_openvino_keeps_the_resolution(tmp_path) -> None:
     class Module(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.map = HGADAnomalyMap(1.0)
+            self.map = AnomalyMapGenerator(1.0)
 
         def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-            return self.map([first, second], [ZERO, ZERO], [first * 0.5, second], [ZERO, ZERO], SIZE)
+            return self.map.combine([first, second], [ZERO, ZERO], [first * 0.5, second], [ZERO, ZERO], SIZE)
 
     d = torch.tensor([-1e-8, -2e-8, -20.0, -22.0, -150.0]).view(-1, 1, 1)
     inputs = (d.expand(-1, 4, 4).contiguous(), d.expand(-1, 2, 2).contiguous())

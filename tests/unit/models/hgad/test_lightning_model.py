@@ -9,6 +9,7 @@ import torch
 from anomalib.models import AnomalibModule
 
 from anomalib_nfplus.models.hgad import HGAD, lightning_model
+from anomalib_nfplus.models.hgad.anomaly_map import map_index
 
 SIZE = 64
 
@@ -22,8 +23,8 @@ def model() -> HGAD:
         pre_trained=False,
         image_size=SIZE,
         n_classes=2,
-        n_blocks=2,
-        cond_dim=16,
+        coupling_blocks=2,
+        condition_dim=16,
         n_intra=2,
         evaluator=False,
         visualizer=False,
@@ -37,12 +38,14 @@ def _batch(labels: list[int] | None) -> SimpleNamespace:
 
 
 def test_defaults_follow_the_paper(model: HGAD) -> None:
-    assert model.model.extractor.scales == (1.0, 0.5, 0.25)  # one layer: image pyramid
+    assert model.model.feature_extractor.scales == (1.0, 0.5, 0.25)  # one layer: image pyramid
     assert model.model.anomaly_map.blur.sigma == pytest.approx(1.0)  # 4 px at 256 px -> 1 px at 64 px
     assert model.loss.lambda_mi == 100.0
     assert model.loss.label_smoothing == 0.02
-    several = HGAD(backbone="tf_efficientnet_lite0", layers=["blocks.2", "blocks.4"], pre_trained=False, n_blocks=1)
-    assert several.model.extractor.scales == (1.0,)  # several layers: layers are the levels
+    several = HGAD(
+        backbone="tf_efficientnet_lite0", layers=["blocks.2", "blocks.4"], pre_trained=False, coupling_blocks=1
+    )
+    assert several.model.feature_extractor.scales == (1.0,)  # several layers: layers are the levels
 
 
 def test_class_labels_checked(model: HGAD) -> None:
@@ -55,7 +58,9 @@ def test_class_labels_checked(model: HGAD) -> None:
 
 def test_subnet_precision_default_reaches_the_flows(monkeypatch) -> None:
     """The constructor's default ("auto") is what fit start applies, not another one."""
-    model = HGAD(backbone="tf_efficientnet_lite0", layers=["blocks.4"], pre_trained=False, n_classes=1, n_blocks=1)
+    model = HGAD(
+        backbone="tf_efficientnet_lite0", layers=["blocks.4"], pre_trained=False, n_classes=1, coupling_blocks=1
+    )
     seen = []
     monkeypatch.setattr(
         lightning_model, "use_subnet_precision", lambda module, precision, device: seen.append(precision)
@@ -69,7 +74,7 @@ def test_statistics_are_per_class_and_a_class_without_images_is_named(model: HGA
     model.collect_training_statistics([_batch([0, 1]), _batch([1, 1])])
     stats = model.model.statistics
     assert bool(stats.fitted)
-    first = model.model.map_index(0, 2)
+    first = map_index(0, 2, n_classes=2)
     assert stats.maximum[first] != stats.maximum[first + 1]  # class 0 and class 1 likelihood maps differ
     with pytest.raises(ValueError, match=r"no training images for class\(es\) \['1'\]"):
         model.collect_training_statistics([_batch([0, 0])])
@@ -79,7 +84,7 @@ def test_bad_arguments(model: HGAD) -> None:
     with pytest.raises(ValueError, match="top_k"):
         HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, top_k=2.0)
     with pytest.raises(ValueError, match="scoring"):
-        HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, n_blocks=1, scoring="best")
+        HGAD(backbone="tf_efficientnet_lite0", pre_trained=False, coupling_blocks=1, scoring="best")
 
 
 def _reached(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> set[int]:

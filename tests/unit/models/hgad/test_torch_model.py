@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from anomalib_nfplus.models.hgad import HGADModel
+from anomalib_nfplus.models.hgad.anomaly_map import level_maps
 
 SIZE = 64
 
 
 def _model(n_classes: int | None = 2, **kwargs) -> HGADModel:
     torch.manual_seed(0)
-    args = {"pyramid_scales": (1.0, 0.5), "n_intra": 3, "n_blocks": 2, "cond_dim": 16, "blur_sigma": 1.0}
+    args = {"pyramid_scales": (1.0, 0.5), "n_intra": 3, "coupling_blocks": 2, "condition_dim": 16, "blur_sigma": 1.0}
     args.update(kwargs)
     return HGADModel("tf_efficientnet_lite0", ["blocks.4"], pre_trained=False, n_classes=n_classes, **args)
 
@@ -98,10 +99,10 @@ def test_label_free_likelihood_bounds_class_conditional(two_class: HGADModel) ->
     # log sum_y pi_y p_y(z) >= log pi_c + log p_c(z) for every class c, with equality only if one class dominates
     prior = two_class.priors[0]
     z, log_det = torch.randn(50, 112) * 2, torch.zeros(50)
-    free, _ = two_class.level_maps(prior, z, log_det, None, 1)
+    free, _ = level_maps(prior, z, log_det, None, 1)
     log_pi = torch.log_softmax(prior.inter_logits, 0).detach()
     for c in range(2):
-        conditional, _ = two_class.level_maps(prior, z, log_det, torch.full((50,), c), 1)
+        conditional, _ = level_maps(prior, z, log_det, torch.full((50,), c), 1)
         assert torch.all(free * 112 >= conditional * 112 + log_pi[c] - 1e-3)
 
 
@@ -109,9 +110,9 @@ def test_class_conditional_prefers_the_true_class(two_class: HGADModel) -> None:
     prior = two_class.priors[0]
     z = prior.inter_means[0].detach() + 0.3 * torch.randn(20, 112, generator=torch.Generator().manual_seed(1))
     log_det = torch.zeros(20)
-    right, _ = two_class.level_maps(prior, z, log_det, torch.zeros(20, dtype=torch.long), 1)
-    wrong, _ = two_class.level_maps(prior, z, log_det, torch.ones(20, dtype=torch.long), 1)
-    free, neg_entropy = two_class.level_maps(prior, z, log_det, None, 1)
+    right, _ = level_maps(prior, z, log_det, torch.zeros(20, dtype=torch.long), 1)
+    wrong, _ = level_maps(prior, z, log_det, torch.ones(20, dtype=torch.long), 1)
+    free, neg_entropy = level_maps(prior, z, log_det, None, 1)
     assert torch.all(right > wrong)
     assert torch.all(free >= right + torch.log_softmax(prior.inter_logits, 0)[0].detach() / 112 - 1e-4)
     assert torch.all(neg_entropy > -0.1)  # near a class centre the class posterior is confident

@@ -1,8 +1,12 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Host plumbing: what anomalib and Lightning expect of a model (inputs, visualizer, DDP, precision, loading)."""
+"""Host plumbing: what anomalib and Lightning expect of a model (inputs, visualizer, DDP, precision, loading).
+
+``deprecation``: :func:`renamed_arguments` and :func:`renamed_attributes` keep renamed names working.
+"""
 
 from .defaults import HostDefaultsMixin
+from .deprecation import renamed_arguments, renamed_attributes, translate_arguments
 from .distributed import finite_everywhere, keep_buffers_local, process_grid, rank_share
 from .inputs import check_images, flow_pre_processor, keep_unstored_transform
 from .lightning_host import LightningHost
@@ -24,4 +28,7 @@ __all__ = [
     "keep_unstored_transform",
     "process_grid",
     "rank_share",
+    "renamed_arguments",
+    "renamed_attributes",
+    "translate_arguments",
 ]

@@ -37,7 +37,7 @@ def rank_share(loader: Iterable, rank: int, world: int) -> Iterable:
     """
     if world <= 1:
         return loader
-    dataset = getattr(loader, "dataset", None)
+    dataset = loader.dataset if isinstance(loader, DataLoader) else None
     if isinstance(loader, DataLoader) and isinstance(dataset, Sized) and not isinstance(dataset, IterableDataset):
         from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 

@@ -1,8 +1,15 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Checkpoint loading: strict, with an error that says what does not match, and reloads keep the pre-processing."""
+"""Checkpoint loading: strict, with an error that says what does not match, and reloads keep the pre-processing.
 
-from typing import Any
+Checkpoints written before a submodule was renamed load too: each model lists its old state-dict key prefixes in
+``renamed_state_keys`` and :meth:`CheckpointLoadingMixin.load_state_dict` maps them to the current ones.
+"""
+
+import warnings
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import torch
 
@@ -41,6 +48,34 @@ def _drop_derived_buffers(state_dict: Any) -> Any:
     return kept
 
 
+def _rename_keys(state_dict: Any, renames: Mapping[str, str], owner: str) -> Any:
+    """A copy of ``state_dict`` with each old key prefix of ``renames`` replaced by its new one (one warning).
+
+    Torch's per-module ``_metadata`` (keyed by module path, without the trailing dot) is renamed alike, so modules
+    keep their saved versions.
+    """
+
+    def rename(key: str) -> str:
+        for old, new in renames.items():
+            if f"{key}.".startswith(old):  # a key under the old prefix, or the metadata key of the module itself
+                return (new + key[len(old) :]) if key.startswith(old) else new[:-1]
+        return key
+
+    used = sorted({old for key in state_dict for old in renames if key.startswith(old)})
+    if not used:
+        return state_dict
+    message = (
+        f"{owner}: this checkpoint uses old submodule names ({', '.join(used)}); they were mapped to the current "
+        "ones. Re-save it (e.g. trainer.save_checkpoint) to store the current names."
+    )
+    warnings.warn(message, FutureWarning, stacklevel=3)
+    renamed = type(state_dict)((rename(key), value) for key, value in state_dict.items())
+    metadata = getattr(state_dict, "_metadata", None)
+    if metadata is not None:
+        renamed._metadata = type(metadata)((rename(key), value) for key, value in metadata.items())
+    return renamed
+
+
 def _mismatch(own_state: dict[str, torch.Tensor], state_dict: Any) -> tuple[list[str], list[str]]:
     """Keys missing from ``state_dict``, and keys it has unexpectedly or with another shape."""
     own, given = set(own_state), set(state_dict)
@@ -55,16 +90,24 @@ class CheckpointLoadingMixin(LightningHost):
     """Strict ``load_state_dict`` with a readable error, and ``on_load_checkpoint`` that keeps the pre-processing.
 
     Contract: none beyond ``AnomalibModule``; a model that builds parts from the checkpoint (HGAD's prior)
-    overrides ``load_state_dict`` and calls this one.
+    overrides ``load_state_dict`` and calls this one. A model whose submodules were renamed lists the old
+    state-dict key prefixes in :attr:`renamed_state_keys`.
     """
+
+    #: Old state-dict key prefix -> current one, both ending in ``"."`` (e.g. ``"model.encoder."``).
+    renamed_state_keys: ClassVar[Mapping[str, str]] = MappingProxyType({})
+    #: Old constructor argument name -> current one (set by :func:`.deprecation.renamed_arguments`); read when the
+    #: arguments saved in a checkpoint are matched against the signature.
+    renamed_arguments: ClassVar[Mapping[str, str]] = MappingProxyType({})
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Strict by default, with an error that lists the mismatching keys and names the likely cause.
 
-        Checkpoints of older versions, which also stored the inverse of every fixed rotation and permutation, load
-        after those inverses are checked and dropped.
+        Checkpoints of older versions load: keys under renamed submodules are mapped to the current names (with a
+        warning to re-save), and the inverses of the fixed rotations and permutations they also stored are checked
+        and dropped.
         """
-        state_dict = _drop_derived_buffers(state_dict)
+        state_dict = _drop_derived_buffers(_rename_keys(state_dict, self.renamed_state_keys, type(self).__name__))
         if strict:
             missing, unexpected = _mismatch(self.state_dict(), state_dict)
             if missing or unexpected:

@@ -58,6 +58,8 @@ class GaussianBlur(nn.Module):
         channels (int, optional): Channels of the maps to blur. Defaults to ``1``.
     """
 
+    kernel: torch.Tensor  # buffer registered in ``__init__``
+
     def __init__(self, sigma: float, channels: int = 1) -> None:
         super().__init__()
         if sigma < 0:

@@ -38,6 +38,13 @@ class TrainingStatistics(nn.Module):
         ([2.0, 0.0], [3.0, 0.0])
     """
 
+    # Buffers registered in ``__init__`` (declared for type checkers: ``nn.Module.__getattr__`` is untyped).
+    mean: torch.Tensor
+    std: torch.Tensor
+    minimum: torch.Tensor
+    maximum: torch.Tensor
+    fitted: torch.Tensor
+
     def __init__(self, n_maps: int) -> None:
         super().__init__()
         if n_maps < 1:

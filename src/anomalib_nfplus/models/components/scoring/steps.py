@@ -8,6 +8,8 @@ import torch
 from anomalib.data import Batch
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
+from anomalib_nfplus.batch import batch_images
+
 from ..host.lightning_host import LightningHost
 from ..host.precision import float32_scoring
 
@@ -25,17 +27,17 @@ class ScoringStepsMixin(LightningHost):
     def validation_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """Score the validation batch; the PostProcessor fits its thresholds on these outputs."""
         del args, kwargs
-        return self.score_batch(batch)
+        return self.score_batch(batch)  # type: ignore[return-value]  # anomalib steps return its Batch dataclass
 
     def test_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """As :meth:`validation_step`."""
         del args, kwargs
-        return self.score_batch(batch)
+        return self.score_batch(batch)  # type: ignore[return-value]  # anomalib steps return its Batch dataclass
 
     def predict_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """As :meth:`validation_step`."""
         del args, kwargs
-        return self.score_batch(batch)
+        return self.score_batch(batch)  # type: ignore[return-value]  # anomalib steps return its Batch dataclass
 
     def scoring_inputs(self, batch: Batch) -> tuple[torch.Tensor | None, ...]:
         """What the torch model takes after the images when scoring ``batch``; nothing by default."""
@@ -49,5 +51,5 @@ class ScoringStepsMixin(LightningHost):
         (see :mod:`~anomalib_nfplus.models.components.host.precision`).
         """
         extra = self.scoring_inputs(batch)
-        with float32_scoring(batch.image) as images:
+        with float32_scoring(batch_images(batch)) as images:
             return batch.update(**self.model(images, *extra)._asdict())

@@ -10,11 +10,13 @@ what each chunk's loss is (:meth:`~ChunkedOptimizationMixin.chunk_losses`).
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypedDict
 
 import torch
 from anomalib.data import Batch
 from lightning.pytorch.utilities.types import STEP_OUTPUT
+
+from anomalib_nfplus.batch import batch_images
 
 from ..host.distributed import process_grid
 from .loss_guard import LossGuardMixin
@@ -34,6 +36,15 @@ class ChunkLoss(NamedTuple):
     terms: dict[str, Any] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
 
 
+class _EpochLogging(TypedDict):
+    """Keyword arguments of ``log``/``log_dict`` for epoch means."""
+
+    on_step: bool
+    on_epoch: bool
+    batch_size: int
+    sync_dist: bool
+
+
 def _zero_weighted(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
     """``0 * sum`` of the parameters: a zero term whose graph reaches each of them (see ``manual_step``)."""
     return torch.stack([parameter.sum() for parameter in parameters]).sum() * 0.0
@@ -49,16 +60,17 @@ def _drop_gradients(parameters: list[torch.nn.Parameter], reduced: bool) -> None
         for parameter in parameters:
             parameter.grad = None
         return
-    present = [parameter for parameter in parameters if parameter.grad is not None]
+    present = [(parameter, grad) for parameter in parameters if (grad := parameter.grad) is not None]
     if not present:
         return
-    used = torch.stack([parameter.grad.detach().abs().amax() > 0 for parameter in present]).tolist()
-    for parameter, nonzero in zip(present, used, strict=True):
+    used = torch.stack([grad.detach().abs().amax() > 0 for _, grad in present]).tolist()
+    for (parameter, _), nonzero in zip(present, used, strict=True):
         if not nonzero:
             parameter.grad = None
 
 
-class ChunkedOptimizationMixin(LossGuardMixin, ABC):
+# misc: anomalib's AnomalibModule inherits two unrelated to_onnx (its ExportMixin's and LightningModule's).
+class ChunkedOptimizationMixin(LossGuardMixin, ABC):  # type: ignore[misc]
     """One guarded optimizer step per chunk of an image batch, then one scheduler step per batch.
 
     Contract: the model sets ``automatic_optimization = False``, implements :meth:`chunk_losses`, and
@@ -85,7 +97,12 @@ class ChunkedOptimizationMixin(LossGuardMixin, ABC):
         # One step-wise scheduler by the contract above (lr_schedulers() is typed for none, several, or plateau ones).
         self.lr_schedulers().step()  # type: ignore[union-attr]
         # sync_dist: the epoch's means over every process (one reduction at the epoch's end, not per step).
-        epoch = {"on_step": False, "on_epoch": True, "batch_size": batch.image.shape[0], "sync_dist": True}
+        epoch: _EpochLogging = {
+            "on_step": False,
+            "on_epoch": True,
+            "batch_size": batch_images(batch).shape[0],
+            "sync_dist": True,
+        }
         self.log("train_loss", total / steps, prog_bar=True, **epoch)
         if terms:
             self.log_dict({f"train_{name}": value / steps for name, value in terms.items()}, **epoch)

@@ -8,10 +8,11 @@ before validation, testing and prediction, and before a checkpoint stores them.
 """
 
 import copy
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from anomalib.data import Batch
+from anomalib.pre_processing import PreProcessor
 
 from ..host.distributed import process_grid, rank_share
 from ..host.lightning_host import LightningHost
@@ -164,7 +165,7 @@ class TrainingStatisticsMixin(LightningHost):
         rank, world = process_grid(self._trainer)
         for batch in rank_share(loader, rank, world):
             images = batch.image.to(self.device)
-            pre_processor = self.pre_processor
+            pre_processor = cast("PreProcessor | None", self.pre_processor)  # anomalib types it as nn.Module
             if pre_processor is not None and pre_processor.transform is not None:
                 images = pre_processor.transform(images)
             with float32_scoring(images) as images_32:

@@ -13,8 +13,8 @@ from anomalib_nfplus.models.components.export.export_size import export_input_si
 
 TINY = {
     CflowAD: {"layers": ["blocks.2", "blocks.4"], "coupling_blocks": 1, "condition_dim": 16, "reflect_padding": False},
-    HGAD: {"layers": ["blocks.4"], "n_blocks": 1, "cond_dim": 16, "n_intra": 2, "n_classes": 1},
-    DifferNet: {"layers": ["blocks.2"], "n_blocks": 1, "hidden": 16, "depth": 1, "n_test_transforms": 2},
+    HGAD: {"layers": ["blocks.4"], "coupling_blocks": 1, "condition_dim": 16, "n_intra": 2, "n_classes": 1},
+    DifferNet: {"layers": ["blocks.2"], "coupling_blocks": 1, "hidden": 16, "depth": 1, "n_test_transforms": 2},
 }
 
 
@@ -50,7 +50,7 @@ def test_without_a_resizing_pre_processor_the_size_must_be_given() -> None:
 
 def test_hgad_minimum_keeps_one_position_on_the_smallest_pyramid_level() -> None:
     model = _model(HGAD, image_size=64, pyramid_scales=(1.0, 0.5, 0.25))
-    assert model.model.extractor.strides == [16]
+    assert model.model.feature_extractor.strides == [16]
     assert model.model.min_size == 64  # 64 px * 0.25 = 16 px = one stride-16 position
     with pytest.raises(ValueError, match="too small"):
         model.model.eval()(torch.rand(1, 3, 63, 63))

@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Reflect padding of the encoder's convolutions."""
+"""Reflect padding of a backbone's convolutions."""
 
 import pytest
 import torch
@@ -8,7 +8,7 @@ from timm.layers import Conv2dSame
 from torch import nn
 
 from anomalib_nfplus.backbones import FeatureExtractor
-from anomalib_nfplus.models.cflow_ad.encoder import ReflectConv2dSame, use_reflect_padding
+from anomalib_nfplus.backbones.reflect_padding import ReflectConv2dSame, use_reflect_padding
 
 
 def test_resnet_convolutions_reflect_and_keep_their_weights():

@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Reflect padding for the convolutions of a timm encoder, as CFLOW-AD's official ResNet uses.
+"""Reflect padding for the convolutions of a timm backbone, as CFLOW-AD's official ResNet uses.
 
 The official code (``custom_models/resnet.py``) builds its ResNet with ``padding_mode='reflect'`` in every padded
 convolution and loads the zero-padded torchvision weights into it. Here the same switch is applied to any timm CNN
@@ -15,7 +15,7 @@ Pooling layers keep their padding (the official code changes convolutions only).
 elsewhere (e.g. ``nn.ZeroPad2d`` modules, ViT patch embeddings) are rejected with a clear error.
 
 Reflect padding needs every padded feature map to be larger than its padding, so small images fail deep in the
-encoder. :func:`reflect_padding_fits` and :func:`smallest_reflect_size` find that limit on the meta device (shapes
+backbone. :func:`reflect_padding_fits` and :func:`smallest_reflect_size` find that limit on the meta device (shapes
 only, nothing computed), so a model can refuse a too small image size when it is built rather than at the first step.
 """
 
@@ -99,7 +99,7 @@ def reflect_padding_fits(module: nn.Module, height: int, width: int) -> bool:
     The meta device runs the size checks of reflect padding without computing anything or touching the weights.
 
     Args:
-        module (nn.Module): A reflect-padded encoder taking ``(B, 3, H, W)`` images.
+        module (nn.Module): A reflect-padded backbone taking ``(B, 3, H, W)`` images.
         height (int): Image height in pixels.
         width (int): Image width in pixels.
 
@@ -126,7 +126,7 @@ def smallest_reflect_size(module: nn.Module, start: int = 1) -> int:
     ``start`` until an image fits, then bisecting.
 
     Args:
-        module (nn.Module): A reflect-padded encoder taking ``(B, 3, H, W)`` images.
+        module (nn.Module): A reflect-padded backbone taking ``(B, 3, H, W)`` images.
         start (int, optional): A side known to be needed anyway (e.g. the deepest stride). Defaults to ``1``.
 
     Returns:
@@ -141,7 +141,7 @@ def smallest_reflect_size(module: nn.Module, start: int = 1) -> int:
     low, high = start, 2 * start
     while not reflect_padding_fits(module, high, high):
         if high >= _MAX_SIDE:
-            msg = f"No image up to {_MAX_SIDE} px fits the reflect-padded encoder; use reflect_padding=False."
+            msg = f"No image up to {_MAX_SIDE} px fits the reflect-padded backbone; use reflect_padding=False."
             raise ValueError(msg)
         low, high = high, 2 * high
     while high - low > 1:
