@@ -124,6 +124,11 @@ class Prior(nn.Module, ABC):
     def _const(self, include_const: bool | None) -> bool:
         return self.include_const if include_const is None else include_const
 
+    def _gaussians_log_prob(self, z: torch.Tensor, means: torch.Tensor, include_const: bool | None) -> torch.Tensor:
+        """``log N(z; mu_m, I)`` for every row ``mu_m`` of ``means``, shape ``(N, M)``, after checking ``z``."""
+        _check_latent(z, self.dim, type(self).__name__)
+        return _unit_gaussian_log_prob(z, means, self._const(include_const))
+
     def _refuse_labels(self, y: torch.Tensor | None) -> None:
         if y is not None:
             msg = f"{type(self).__name__} has no classes, so log_prob takes no labels y."
@@ -212,8 +217,7 @@ class GaussianMixture(Prior):
 
     def component_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return ``log N(z; mu_k, I)`` for every component, shape ``(N, K)``."""
-        _check_latent(z, self.dim, type(self).__name__)
-        return _unit_gaussian_log_prob(z, self.means, self._const(include_const))
+        return self._gaussians_log_prob(z, self.means, include_const)
 
     def _joint(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         return self.component_log_prob(z, include_const) + self.log_weights()
@@ -357,8 +361,7 @@ class HierarchicalGaussianMixture(Prior):
 
     def inter_component_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return ``log N(z; mu_y, I)`` for the class centres, shape ``(N, Y)``."""
-        _check_latent(z, self.dim, type(self).__name__)
-        return _unit_gaussian_log_prob(z, self.inter_means, self._const(include_const))
+        return self._gaussians_log_prob(z, self.inter_means, include_const)
 
     def inter_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return the inter-class mixture ``log sum_y pi_y N(z; mu_y, I)``, shape ``(N,)`` (HGAD's L_g term)."""
@@ -418,10 +421,8 @@ class HierarchicalGaussianMixture(Prior):
 
     def _all_intra_log_prob(self, z: torch.Tensor, detach_main: bool, include_const: bool | None) -> torch.Tensor:
         """``log N(z; mu_{y,k}, I)`` for every class and centre, shape ``(N, Y, K)``."""
-        _check_latent(z, self.dim, type(self).__name__)
         centres = self.intra_centres(detach_main).reshape(-1, self.dim)  # (Y*K, D)
-        log_prob = _unit_gaussian_log_prob(z, centres, self._const(include_const))
-        return log_prob.unflatten(1, (self.n_classes, self.n_intra))
+        return self._gaussians_log_prob(z, centres, include_const).unflatten(1, (self.n_classes, self.n_intra))
 
     def intra_component_log_prob(
         self,

@@ -24,11 +24,10 @@ Sub-packages by concern:
   (:func:`process_grid`), the category visualizer, :func:`renamed_arguments` and :func:`renamed_attributes`
   (renamed names keep working, with a warning).
 
-``fibers.py``: :func:`check_fiber_batch_size`, the ``fiber_batch_size`` check of CflowAD and HGAD.
+``training/fibers.py``: :func:`check_fiber_batch_size`, the ``fiber_batch_size`` check of CflowAD and HGAD.
 """
 
 from .export import FlowExportMixin, backbone_only_scope
-from .fibers import check_fiber_batch_size
 from .host import (
     CheckpointLoadingMixin,
     HostDefaultsMixin,
@@ -55,6 +54,7 @@ from .training import (
     warmup_cosine_factor,
     warmup_cosine_scheduler,
 )
+from .training.fibers import check_fiber_batch_size
 
 __all__ = [
     "OFFICIAL_WARMUP_FRACTION",
