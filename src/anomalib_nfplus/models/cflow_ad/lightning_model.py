@@ -29,7 +29,7 @@ from anomalib_nfplus.models.components import (
     flow_pre_processor,
     warmup_cosine,
 )
-from anomalib_nfplus.models.components.fibers import check_fiber_batch_size
+from anomalib_nfplus.models.components.training.fibers import check_fiber_batch_size
 
 from .anomaly_map import Scoring
 from .loss import CflowADLoss

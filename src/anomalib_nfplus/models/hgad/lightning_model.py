@@ -41,7 +41,7 @@ from anomalib_nfplus.models.components import (
     schedule_epochs,
     warmup_cosine,
 )
-from anomalib_nfplus.models.components.fibers import check_fiber_batch_size
+from anomalib_nfplus.models.components.training.fibers import check_fiber_batch_size
 
 from .anomaly_map import Scoring
 from .loss import HGADLoss
