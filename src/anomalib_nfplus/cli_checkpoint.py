@@ -23,9 +23,12 @@ import sys
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from anomalib_nfplus.models.components import FlowModuleMixin
 
 __all__ = ["apply_checkpoint_arguments", "extend_cli", "saved_arguments"]
 
@@ -158,7 +161,7 @@ def _current_names(
     return {renames.get(key, key): value for key, value in saved.items()}
 
 
-def _plugin_model_class(class_path: str) -> type | None:
+def _plugin_model_class(class_path: str) -> "type[FlowModuleMixin] | None":
     """The class ``class_path`` names if it is one of the plugin's models, else ``None``."""
     from anomalib_nfplus.models.components import FlowModuleMixin
 

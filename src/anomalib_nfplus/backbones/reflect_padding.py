@@ -81,7 +81,7 @@ def use_reflect_padding(module: nn.Module) -> int:
         if isinstance(conv, Conv2dSame):
             conv.__class__ = ReflectConv2dSame
             changed += 1
-        elif isinstance(conv, nn.Conv2d) and any(p > 0 for p in conv.padding):  # type: ignore[union-attr]
+        elif isinstance(conv, nn.Conv2d) and isinstance(conv.padding, tuple) and any(p > 0 for p in conv.padding):
             conv.padding_mode = "reflect"
             changed += 1
     if changed == 0:

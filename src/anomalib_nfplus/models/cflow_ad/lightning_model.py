@@ -19,6 +19,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
+from anomalib_nfplus.batch import batch_images
 from anomalib_nfplus.flows import SubnetPrecision, use_subnet_precision
 from anomalib_nfplus.models.components import (
     ChunkedOptimizationMixin,
@@ -80,6 +81,8 @@ class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin
         >>> model.automatic_optimization
         False
     """
+
+    model: CflowADModel
 
     #: Checkpoints that call the backbone ``encoder`` and the flows ``decoders`` load (with a warning to re-save).
     renamed_state_keys = MappingProxyType(
@@ -155,7 +158,7 @@ class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin
         """
         del batch_idx
         flows = self.model.flows.flows
-        for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size, self.per_level_steps):
+        for chunk in self.model.training_chunks(batch_images(batch), self.fiber_batch_size, self.per_level_steps):
             levels = {level for level, _ in chunk}
             idle = [p for level, flow in enumerate(flows) if level not in levels for p in flow.parameters()]
             yield ChunkLoss(self.loss([log_prob for _, log_prob in chunk]), idle)

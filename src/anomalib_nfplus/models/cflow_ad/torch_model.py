@@ -20,6 +20,7 @@ from anomalib_nfplus.backbones.reflect_padding import (
     smallest_reflect_size,
     use_reflect_padding,
 )
+from anomalib_nfplus.batch import batch_images
 from anomalib_nfplus.models.components import TrainingStatistics, check_images, check_top_k, image_score
 
 from .anomaly_map import AnomalyMapGenerator, Scoring
@@ -86,7 +87,8 @@ class CflowADModel(nn.Module):
         if reflect_padding:
             use_reflect_padding(self.feature_extractor.model)
         # oneDNN runs the (depth-wise) convolutions about twice as fast on CPU in channels-last layout [measured].
-        self.feature_extractor.model.to(memory_format=torch.channels_last)
+        # call-overload: nn.Module.to takes memory_format, torch's type stubs omit it.
+        self.feature_extractor.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         channels = self.feature_extractor.channels
         self.flows = CflowDecoders(channels, coupling_blocks, condition_dim, clamp_alpha, permute_soft, seed)
         self.statistics = TrainingStatistics(len(channels))
@@ -166,5 +168,5 @@ class CflowADModel(nn.Module):
     @torch.no_grad()
     def update_statistics(self, batch: Batch) -> None:
         """Add the negative log-likelihoods of a batch of pre-processed training images to the per-level statistics."""
-        for index, log_prob in enumerate(self.flows.log_prob_maps(self.encode(batch.image))):
+        for index, log_prob in enumerate(self.flows.log_prob_maps(self.encode(batch_images(batch)))):
             self.statistics.update(index, -log_prob)

@@ -14,7 +14,7 @@ permutations (a scatter-add, which ONNX has).
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -23,6 +23,9 @@ from torch._dynamo.source import ConstantSource
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.experimental.proxy_tensor import make_fx
 from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+
+if TYPE_CHECKING:
+    from .torch_model import DifferNetModel
 
 __all__ = ["gradient_graph", "trace_gradient"]
 
@@ -60,15 +63,15 @@ def _input_gradient_of_convolution(
 class _Nll(nn.Module):
     """Module view of ``model.nll`` so ``functional_call`` can substitute its parameters and buffers."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: "DifferNetModel") -> None:
         super().__init__()
         self.model = model
 
     def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.nll(views)  # type: ignore[operator]
+        return self.model.nll(views)
 
 
-def trace_gradient(model: nn.Module, example_views: torch.Tensor) -> Callable[[torch.Tensor], Any]:
+def trace_gradient(model: "DifferNetModel", example_views: torch.Tensor) -> Callable[[torch.Tensor], Any]:
     """Trace ``views -> (d NLL / d views, score terms)`` of ``model`` into an ATen graph (symbolic batch size).
 
     Returns:
@@ -105,9 +108,9 @@ def _batch_symbolic(
     reasoning about shapes that are fixed; the export needs only the batch to stay dynamic.
     """
     mode = FakeTensorMode(shape_env=ShapeEnv())
-    fixed = {name: mode.from_tensor(tensor, static_shapes=True) for name, tensor in params.items()}
+    fixed: dict[str, torch.Tensor] = {name: mode.from_tensor(t, static_shapes=True) for name, t in params.items()}
     sizes = [DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * (views.dim() - 1)
-    context = StatelessSymbolicContext(dynamic_sizes=sizes)
+    context: StatelessSymbolicContext[..., Any] = StatelessSymbolicContext(dynamic_sizes=sizes)
     return fixed, mode.from_tensor(views, source=ConstantSource("views"), symbolic_context=context)
 
 

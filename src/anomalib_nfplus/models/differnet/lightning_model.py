@@ -31,6 +31,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from anomalib_nfplus.backbones import normalization_for
+from anomalib_nfplus.batch import batch_images
 from anomalib_nfplus.models.components import FlowModuleMixin, flow_pre_processor, renamed_arguments
 
 from .export import gradient_graph
@@ -84,6 +85,8 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         evaluator (Evaluator | bool, optional): Defaults to ``True``.
         visualizer (Visualizer | bool, optional): Defaults to ``True``.
     """
+
+    model: DifferNetModel
 
     #: Checkpoints that call the backbone ``pyramid`` load (with a warning to re-save).
     renamed_state_keys = MappingProxyType({"model.pyramid.": "model.feature_extractor."})
@@ -159,7 +162,10 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         self.n_train_transforms = n_train_transforms
         self.intermediate_validation = intermediate_validation
         self.loss = DifferNetLoss()
-        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        if len(betas) != 2:
+            msg = f"betas must be Adam's two coefficients (beta1, beta2), got {betas!r}."
+            raise ValueError(msg)
+        self.lr, self.betas, self.eps, self.weight_decay = lr, (betas[0], betas[1]), eps, weight_decay
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """Adam on the flow only, as in the paper (no schedule, no warm-up)."""
@@ -170,7 +176,7 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
     def training_step(self, batch: Batch, *args: Any, **kwargs: Any) -> STEP_OUTPUT:
         """NLL of ``n_train_transforms`` independently transformed views of every training image."""
         del args, kwargs
-        views = self.train_transforms(batch.image.repeat_interleave(self.n_train_transforms, dim=0))
+        views = self.train_transforms(batch_images(batch).repeat_interleave(self.n_train_transforms, dim=0))
         z, log_det = self.model(views)
         loss = self.check_loss(self.loss(z, log_det))
         self.log("train_loss", loss.detach(), on_epoch=True, prog_bar=True, batch_size=views.shape[0])
@@ -180,7 +186,7 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         """Score the batch, unless ``intermediate_validation`` is off and this is not the last training epoch."""
         if self.intermediate_validation or not self._skips_validation():
             return super().validation_step(batch, *args, **kwargs)
-        return batch
+        return batch  # type: ignore[return-value]  # anomalib steps return its Batch dataclass
 
     def _skips_validation(self) -> bool:
         """Whether this is validation inside ``fit`` before its last epoch.
@@ -190,7 +196,13 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
         """
         trainer = getattr(self, "_trainer", None)
         state = getattr(trainer, "state", None)
-        if state is None or state.fn != TrainerFn.FITTING or not trainer.max_epochs or trainer.max_epochs < 0:
+        if (
+            trainer is None
+            or state is None
+            or state.fn != TrainerFn.FITTING
+            or not trainer.max_epochs
+            or trainer.max_epochs < 0
+        ):
             return False
         return trainer.current_epoch + 1 < trainer.max_epochs
 

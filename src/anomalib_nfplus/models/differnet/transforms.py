@@ -10,6 +10,7 @@ reproducible; they are only ever called from ``training_step``, never from ``for
 """
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -52,6 +53,10 @@ class FixedRotations(nn.Module):
         n (int): Number of transforms ``T``.
     """
 
+    # Buffers registered in ``__init__``.
+    cos: torch.Tensor
+    sin: torch.Tensor
+
     def __init__(self, n: int) -> None:
         super().__init__()
         if n < 1:
@@ -92,8 +97,8 @@ class RandomTransforms(nn.Module):
     turns rotation off where the orientation is itself the defect, colour where colour is).
 
     Args:
-        mean (tuple[float, float, float]): Normalisation mean of the pre-processor.
-        std (tuple[float, float, float]): Normalisation std of the pre-processor.
+        mean (Sequence[float]): Normalisation mean of the pre-processor (three channels).
+        std (Sequence[float]): Normalisation std of the pre-processor (three channels).
         rotation (bool, optional): Random rotations. Defaults to ``True``.
         brightness (float, optional): Brightness jitter ``x`` (0: off). Defaults to ``0.0``.
         contrast (float, optional): Contrast jitter ``x`` (0: off). Defaults to ``0.0``.
@@ -102,10 +107,15 @@ class RandomTransforms(nn.Module):
             ``360 / k`` degrees. Defaults to ``0``.
     """
 
+    # Buffers registered in ``__init__``.
+    mean: torch.Tensor
+    std: torch.Tensor
+    luma: torch.Tensor
+
     def __init__(
         self,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
+        mean: Sequence[float],
+        std: Sequence[float],
         rotation: bool = True,
         brightness: float = 0.0,
         contrast: float = 0.0,

@@ -25,7 +25,7 @@ from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 
-from anomalib_nfplus.batch import class_labels
+from anomalib_nfplus.batch import batch_images, class_labels
 from anomalib_nfplus.flows import SubnetPrecision, use_subnet_precision
 from anomalib_nfplus.models.components import (
     OFFICIAL_WARMUP_FRACTION,
@@ -95,6 +95,9 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
             export always run in float32. Defaults to ``"auto"``.
         pre_processor, post_processor, evaluator, visualizer: anomalib components.
     """
+
+    model: HGADModel
+    loss: HGADLoss
 
     #: Checkpoints that call the backbone ``extractor`` load (with a warning to re-save).
     renamed_state_keys = MappingProxyType({"model.extractor.": "model.feature_extractor."})
@@ -170,7 +173,11 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         self.fiber_batch_size = fiber_batch_size
         self.subnet_precision = subnet_precision
         self.intra_start_epoch, self.warmup_epochs = intra_start_epoch, warmup_epochs
-        self.lr, self.centre_lr_factor, self.weight_decay, self.betas = lr, centre_lr_factor, weight_decay, tuple(betas)
+        if len(betas) != 2:
+            msg = f"betas must be Adam's two coefficients (beta1, beta2), got {betas!r}."
+            raise ValueError(msg)
+        self.lr, self.centre_lr_factor, self.weight_decay = lr, centre_lr_factor, weight_decay
+        self.betas = (betas[0], betas[1])
         # Several optimizer steps per image batch (position chunks) need manual optimisation.
         self.automatic_optimization = False
 
@@ -216,7 +223,7 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         """
         labels = self.class_labels(batch)
         intra, priors, flows = self.intra_stage(batch_idx), self.model.require_prior()[0], self.model.flows.flows
-        for chunk in self.model.training_chunks(batch.image, self.fiber_batch_size):
+        for chunk in self.model.training_chunks(batch_images(batch), self.fiber_batch_size):
             levels = [(z, log_det) for _, z, log_det in chunk]
             present = {i for i, _, _ in chunk}
             loss, terms = self.loss([priors[i] for i, _, _ in chunk], levels, labels, intra=intra)
@@ -249,7 +256,7 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         """Adam with betas (0.95, 0.99): flows with weight decay, centres at ``centre_lr_factor`` x lr."""
         if self.model.priors is None:
             self.setup()
-        priors = self.model.priors
+        priors = self.model.require_prior()[0]
         groups = [
             {"params": list(self.model.flows.parameters()), "weight_decay": self.weight_decay},
             {
@@ -270,7 +277,8 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         missing = self.model.classes_without_statistics()
         if not missing or world > 1:
             return
-        names = getattr(self.trainer.datamodule, "class_names", None) if self._trainer is not None else None
+        datamodule = getattr(self._trainer, "datamodule", None)  # set on every trainer by Lightning, undeclared
+        names = getattr(datamodule, "class_names", None)
         which = [names[i] if names and i < len(names) else str(i) for i in missing]
         msg = f"HGAD: no training images for class(es) {which}; every category needs normal training images."
         raise ValueError(msg)

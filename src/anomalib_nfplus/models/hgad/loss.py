@@ -110,7 +110,7 @@ class HGADLoss(nn.Module):
         return {name: value.mean() for name, value in terms.items()}
 
     @staticmethod
-    def unused_parameters(prior: HierarchicalGaussianMixture, intra: bool) -> list[torch.Tensor]:
+    def unused_parameters(prior: HierarchicalGaussianMixture, intra: bool) -> list[nn.Parameter]:
         """The prior's parameters that a level's terms do not reach: the intra-class ones before their stage."""
         if intra:
             return []

@@ -13,13 +13,14 @@ statistics, whose size depends on the number of classes) can be built after cons
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import cast
 
 import torch
 from anomalib.data import Batch, InferenceBatch
 from torch import nn
 
 from anomalib_nfplus.backbones import PyramidFeatureExtractor
-from anomalib_nfplus.batch import class_labels
+from anomalib_nfplus.batch import batch_images, class_labels
 from anomalib_nfplus.flows import HierarchicalGaussianMixture, PositionalFlows, is_tracing
 from anomalib_nfplus.models.components import TrainingStatistics, check_images, image_score, renamed_arguments
 
@@ -103,7 +104,7 @@ class HGADModel(nn.Module):
     @property
     def n_classes(self) -> int | None:
         """Number of classes of the prior, ``None`` before :meth:`build_prior`."""
-        return None if self.priors is None else self.priors[0].n_classes
+        return None if self.priors is None else cast(HierarchicalGaussianMixture, self.priors[0]).n_classes
 
     def build_prior(self, n_classes: int) -> None:
         """Create one hierarchical prior per level and the matching training statistics."""
@@ -174,14 +175,14 @@ class HGADModel(nn.Module):
         """
         priors, stats = self.require_prior()
         labels = class_labels(batch, priors[0].n_classes, "HGAD")
-        self.anomaly_map.update_statistics(stats, self.latents(check_images(batch.image)), priors, labels)
+        self.anomaly_map.update_statistics(stats, self.latents(check_images(batch_images(batch))), priors, labels)
 
     def classes_without_statistics(self) -> list[int]:
         """Classes whose likelihood maps received no training values in the current collection."""
         priors, stats = self.require_prior()
         return self.anomaly_map.classes_without_statistics(stats, priors[0].n_classes)
 
-    def require_prior(self) -> tuple[nn.ModuleList, TrainingStatistics]:
+    def require_prior(self) -> tuple[Sequence[HierarchicalGaussianMixture], TrainingStatistics]:
         """The per-level priors and the statistics, with a clear error while they are not built yet."""
         if self.priors is None or self.statistics is None:
             msg = (
@@ -189,7 +190,8 @@ class HGADModel(nn.Module):
                 "model, or train it with a datamodule (the number of classes is read at set-up)."
             )
             raise RuntimeError(msg)
-        return self.priors, self.statistics
+        # The ModuleList of build_prior: one HierarchicalGaussianMixture per level.
+        return cast("Sequence[HierarchicalGaussianMixture]", self.priors), self.statistics
 
     def _labels_for_scoring(self, class_index: torch.Tensor | None, batch: int) -> torch.Tensor:
         if class_index is None:
@@ -200,5 +202,5 @@ class HGADModel(nn.Module):
             )
             raise ValueError(msg)
         if not is_tracing():
-            self.priors[0].validate_labels(class_index, batch)  # type: ignore[index]
+            self.require_prior()[0][0].validate_labels(class_index, batch)
         return class_index

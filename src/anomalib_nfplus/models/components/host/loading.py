@@ -7,7 +7,7 @@ Checkpoints written before a submodule was renamed load too: each model lists it
 """
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar
 
@@ -19,7 +19,10 @@ from .lightning_host import LightningHost
 __all__ = ["CheckpointLoadingMixin"]
 
 #: Buffers older checkpoints stored beside the tensor they derive from: name -> (source name, derivation).
-_DERIVED_BUFFERS = {"w_perm_inv": ("w_perm", lambda w: w.T), "inv_perm": ("perm", torch.argsort)}
+_DERIVED_BUFFERS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "w_perm_inv": ("w_perm", lambda w: w.T),
+    "inv_perm": ("perm", torch.argsort),
+}
 
 
 def _drop_derived_buffers(state_dict: Any) -> Any:
