@@ -60,7 +60,7 @@ class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin
             levels. Defaults to ``False``.
         lr (float, optional): Adam learning rate. Defaults to ``2e-4`` (official).
         subnet_precision (SubnetPrecision, optional): Precision of the coupling subnets' matrix products in training:
-            ``"bfloat16"`` (about 1.6x faster on CPUs with AVX512-BF16/AMX; the couplings, permutations and
+            ``"bfloat16"`` (faster on CPUs with AVX512-BF16/AMX; the couplings, permutations and
             log-determinants stay in float32), ``"float32"``, or ``"auto"`` (bfloat16 where the device computes it
             natively). Validation, test, prediction and export always run in float32. Defaults to ``"auto"``.
         warmup_epochs (float | None, optional): Linear warm-up length in epochs before the cosine decay; ``None``:
@@ -165,7 +165,7 @@ class CflowAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Adam on the decoders (official lr 2e-4) with the official warm-up + cosine schedule."""
-        # The fused kernel does Adam's update in one pass over all parameters (about 3x cheaper on CPU).
+        # The fused kernel does Adam's update in one pass over all parameters (cheaper on CPU).
         optimizer = torch.optim.Adam(self.model.flows.parameters(), lr=self.lr, fused=True)
         return warmup_cosine(optimizer, self.trainer, self.warmup_epochs)
 

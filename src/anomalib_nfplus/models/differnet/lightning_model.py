@@ -91,8 +91,8 @@ class DifferNet(FlowModuleMixin, AnomalibModule):
     #: Checkpoints that call the backbone ``pyramid`` load (with a warning to re-save).
     renamed_state_keys = MappingProxyType({"model.pyramid.": "model.feature_extractor."})
 
-    # INT8: the score is the density of one pooled vector per view, which bias correction keeps centred (MTD image
-    # AUROC FP32 0.905; INT8 0.881 without, 0.901 with bias correction).
+    # INT8: the score is the density of one pooled vector per view, which bias correction keeps centred (the
+    # figures with and without it are in benchmarks/RESULTS.md).
     int8_bias_correction = True
 
     def __init__(

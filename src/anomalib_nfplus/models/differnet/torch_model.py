@@ -16,7 +16,7 @@ Pipeline of one image (Rudolph et al., WACV 2021, arXiv 2008.12577):
 Speed on CPU: the views go through the backbone in passes of at most ``max_pass_pixels`` pixels (16 views
 at 224 px), in channels-last memory layout. One pass over all ``B x T`` views (64 views per 16-image batch and 4
 transforms) overflows the CPU caches and runs the depthwise convolutions of EfficientNet-Lite in NCHW layout: on one
-core that made scoring about 1.5x and gradient maps about 4x slower (more at 448 px). The split changes results
+core that made scoring and, much more, gradient maps slower (more so at 448 px). The split changes results
 only by float rounding: every view is independent. Traced graphs (``torch.export``, the export's gradient trace)
 keep one pass over all views.
 """
