@@ -117,11 +117,26 @@ def test_cli_parses_root_and_categories(root):
     assert all(isinstance(dm, MVTecAD) for dm in datamodule.datamodules)
 
 
-@pytest.mark.parametrize("config", ["unified_synthetic.yaml", "unified_mvtec.yaml", "unified_shared.yaml"])
-def test_data_configs_parse(config):
+@pytest.mark.parametrize(
+    ("config", "num_classes"),
+    [("unified_synthetic.yaml", 3), ("unified_mvtec.yaml", 15), ("unified_shared.yaml", 2), ("unified_four.yaml", 4)],
+)
+def test_data_configs_parse(config, num_classes):
     datamodule = AnomalibCLI(["fit", *TINY_PADIM, "--data", str(CONFIGS / config)], run=False).datamodule
     assert isinstance(datamodule, Unified)
-    assert datamodule.num_classes == {"unified_synthetic.yaml": 3, "unified_mvtec.yaml": 15}.get(config, 2)
+    assert datamodule.num_classes == num_classes
+
+
+@pytest.mark.realdata
+def test_four_category_config_holds_every_shared_category(shared_data, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    datamodule = AnomalibCLI(
+        ["fit", *TINY_PADIM, "--data", str(CONFIGS / "unified_four.yaml"), "--data.num_workers", "0"], run=False
+    ).datamodule
+    assert datamodule.class_names == ["magnetic_tile", "elpv_mono", "commutator", "metal_plate"]
+    datamodule.setup()
+    assert len(datamodule.train_data) == 762 + 470 + 278 + 54
+    assert len(datamodule.test_data) == 582 + 487 + 121 + 97
 
 
 @pytest.mark.realdata
@@ -147,6 +162,7 @@ def test_shared_config_combines_mtd_and_elpv(shared_data, monkeypatch):
 
 @pytest.mark.slow
 def test_cli_train_runs_with_per_category_metrics(root, tmp_path):
+    """anomalib's own models get the per-category table from the documented ``--trainer.callbacks`` option."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable,
@@ -159,6 +175,7 @@ def test_cli_train_runs_with_per_category_metrics(root, tmp_path):
     ]
     command += ["--data.root", str(root), "--data.categories", "[stripes, dots]", "--trainer.max_epochs", "1"]
     command += ["--trainer.enable_progress_bar", "false", "--default_root_dir", str(tmp_path)]
+    command += ["--trainer.callbacks", "anomalib_nfplus.callbacks.PerCategoryMetrics"]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     for key in ("image_AUROC/stripes", "image_AUROC/dots", "image_AUROC/mean", "pixel_AUROC/dots"):

@@ -124,6 +124,10 @@ class Prior(nn.Module, ABC):
     def _const(self, include_const: bool | None) -> bool:
         return self.include_const if include_const is None else include_const
 
+    def _plus_const(self, log_prob: torch.Tensor, include_const: bool | None) -> torch.Tensor:
+        """Add the Gaussian constant to a mixture's log-density after its log-sum-exp, where it costs no precision."""
+        return log_prob + gaussian_log_normalizer(self.dim) if self._const(include_const) else log_prob
+
     def _gaussians_log_prob(self, z: torch.Tensor, means: torch.Tensor, include_const: bool | None) -> torch.Tensor:
         """``log N(z; mu_m, I)`` for every row ``mu_m`` of ``means``, shape ``(N, M)``, after checking ``z``."""
         _check_latent(z, self.dim, type(self).__name__)
@@ -231,7 +235,7 @@ class GaussianMixture(Prior):
     ) -> torch.Tensor:
         """Return ``log sum_k pi_k N(z; mu_k, I)``, or ``log N(z; mu_y, I)`` given labels ``y``; shape ``(N,)``."""
         if y is None:
-            return torch.logsumexp(self._joint(z, include_const), dim=1)
+            return self._plus_const(torch.logsumexp(self._joint(z, False), dim=1), include_const)
         if not is_tracing():
             _validate_labels(y, z.shape[0], self.n_components)
         return self.component_log_prob(z, include_const).gather(1, y.unsqueeze(1)).squeeze(1)
@@ -365,7 +369,8 @@ class HierarchicalGaussianMixture(Prior):
 
     def inter_log_prob(self, z: torch.Tensor, include_const: bool | None = None) -> torch.Tensor:
         """Return the inter-class mixture ``log sum_y pi_y N(z; mu_y, I)``, shape ``(N,)`` (HGAD's L_g term)."""
-        return torch.logsumexp(self.inter_component_log_prob(z, include_const) + self.inter_log_weights(), dim=1)
+        joint = self.inter_component_log_prob(z, False) + self.inter_log_weights()
+        return self._plus_const(torch.logsumexp(joint, dim=1), include_const)
 
     def _class_logits(self, z: torch.Tensor, include_prior: bool, detach_weights: bool) -> torch.Tensor:
         logits = self.inter_component_log_prob(z)
@@ -452,9 +457,9 @@ class HierarchicalGaussianMixture(Prior):
         include_const: bool | None = None,
     ) -> torch.Tensor:
         """Return the intra-class mixture of each sample's class, ``log sum_k pi_{y,k} N(z; mu_{y,k}, I)``."""
-        component_log_prob = self.intra_component_log_prob(z, y, detach_main, validate, include_const)
+        component_log_prob = self.intra_component_log_prob(z, y, detach_main, validate, False)
         log_weights = torch.log_softmax(self.intra_logits, dim=1)[y]  # (N, K)
-        return torch.logsumexp(component_log_prob + log_weights, dim=1)
+        return self._plus_const(torch.logsumexp(component_log_prob + log_weights, dim=1), include_const)
 
     def log_prob(
         self,
@@ -470,7 +475,8 @@ class HierarchicalGaussianMixture(Prior):
         if y is not None:
             return self.class_log_prob(z, y, include_const=include_const)
         log_weights = self.inter_log_weights().unsqueeze(1) + torch.log_softmax(self.intra_logits, 1)
-        return torch.logsumexp((self._all_intra_log_prob(z, False, include_const) + log_weights).flatten(1), dim=1)
+        joint = (self._all_intra_log_prob(z, False, False) + log_weights).flatten(1)
+        return self._plus_const(torch.logsumexp(joint, dim=1), include_const)
 
     def extra_repr(self) -> str:
         """Summarise the configuration in ``repr``."""
