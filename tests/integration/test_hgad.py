@@ -126,7 +126,9 @@ def test_two_class_model_exports_label_free_scoring_only_and_matches_torch(
         expected = model(images)
     result = EdgeModel(xml, precision="f32").infer(images.numpy())
     assert_close_to_scale(result["pred_score"].reshape(-1), expected.pred_score, 1e-4, "OpenVINO score")
-    assert_close_to_scale(result["anomaly_map"], expected.anomaly_map, 1e-4, "OpenVINO map")
+    # atol 1e-4 on the post-processed [0, 1] map: normal pixels come from L - sum_l exp(v_l - max_l), whose float32
+    # cancellation (~1e-7 * L raw) the normaliser's 1 / (max - min) amplifies for a barely trained two-class model.
+    np.testing.assert_allclose(result["anomaly_map"], expected.anomaly_map.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_multi_class_model_needs_labels(synthetic_root: str, tmp_path: Path) -> None:
