@@ -100,10 +100,11 @@ def collect(model: Any, datamodule: Any) -> dict[str, Any]:
     for batch in datamodule.test_dataloader():
         images = model.pre_processor.transform(batch.image) if model.pre_processor else batch.image
         classes, labels = batch.class_index.long(), batch.gt_label.long()
-        for name, value in _image_scores(hgad, images, classes).items():
+        levels = hgad.latents(images)
+        for name, value in _image_scores(hgad, levels, classes, (images.shape[-2], images.shape[-1])).items():
             rows[name].extend(value.tolist())
         mean_log_p, min_log_p = torch.zeros(len(images)), torch.full((len(images),), math.inf)
-        for level, (prior, (z, log_det)) in enumerate(zip(priors, hgad.latents(images), strict=True)):
+        for level, (prior, (z, log_det)) in enumerate(zip(priors, levels, strict=True)):
             batch_size, height, width, dim = z.shape
             flat = z.reshape(-1, dim)
             log_p, _ = level_maps(prior, flat, log_det.reshape(-1), None, height * width)
@@ -121,28 +122,32 @@ def collect(model: Any, datamodule: Any) -> dict[str, Any]:
     return {"rows": {k: np.asarray(v) for k, v in rows.items()}, "confusion": confusion}
 
 
-def _image_scores(hgad: Any, images: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The model's image score in each scoring setting, and the entropy alone, from one pass of the backbone."""
+def _image_scores(
+    hgad: Any, levels: list[tuple[torch.Tensor, torch.Tensor]], classes: torch.Tensor, size: tuple[int, int]
+) -> dict[str, torch.Tensor]:
+    """The model's image score in each scoring setting, and the entropy alone, from one set of latents."""
+    from anomalib_nfplus.models.components import image_score
     from anomalib_nfplus.models.hgad.anomaly_map import level_maps
 
-    scoring, use_entropy = hgad.scoring, hgad.anomaly_map.use_entropy
+    priors, statistics = hgad.require_prior()
+    use_entropy = hgad.anomaly_map.use_entropy
     scores = {}
     try:
-        for name, mode, entropy in (
-            ("label_free", "label_free", True),
-            ("class_conditional", "class_conditional", True),
-            ("label_free_no_entropy", "label_free", False),
+        for name, labels, entropy in (
+            ("label_free", None, True),
+            ("class_conditional", classes, True),
+            ("label_free_no_entropy", None, False),
         ):
-            hgad.scoring, hgad.anomaly_map.use_entropy = mode, entropy
-            scores[name] = hgad(images, classes).pred_score.flatten()
+            hgad.anomaly_map.use_entropy = entropy
+            anomaly_map = hgad.anomaly_map(levels, priors, statistics, labels, size)
+            scores[name] = image_score(anomaly_map, hgad.top_k).flatten()
     finally:
-        hgad.scoring, hgad.anomaly_map.use_entropy = scoring, use_entropy
-    priors, _ = hgad.require_prior()
-    entropy = torch.zeros(len(images))
-    for prior, (z, log_det) in zip(priors, hgad.latents(images), strict=True):
+        hgad.anomaly_map.use_entropy = use_entropy
+    entropy_sum = torch.zeros(len(classes))
+    for prior, (z, log_det) in zip(priors, levels, strict=True):
         _, neg_entropy = level_maps(prior, z.reshape(-1, z.shape[-1]), log_det.reshape(-1), None, 1)
-        entropy += (-neg_entropy).view(len(images), -1).max(dim=1).values
-    scores["entropy_only"] = entropy
+        entropy_sum += (-neg_entropy).view(len(classes), -1).max(dim=1).values
+    scores["entropy_only"] = entropy_sum
     return scores
 
 
