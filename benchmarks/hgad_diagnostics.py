@@ -40,7 +40,13 @@ from benchmarks.unified import make_unified
 __all__ = ["LossHistory", "auroc", "main", "parse_args", "saturation"]
 
 #: Scores computed from the same latents (see :func:`_image_scores`).
-SCORES = ("label_free", "class_conditional", "label_free_no_entropy", "entropy_only")
+SCORES = (
+    "label_free",
+    "class_conditional",
+    "label_free_no_entropy",
+    "class_conditional_no_entropy",
+    "entropy_only",
+)
 
 
 class LossHistory(Callback):
@@ -137,6 +143,7 @@ def _image_scores(
             ("label_free", None, True),
             ("class_conditional", classes, True),
             ("label_free_no_entropy", None, False),
+            ("class_conditional_no_entropy", classes, False),
         ):
             hgad.anomaly_map.use_entropy = entropy
             anomaly_map = hgad.anomaly_map(levels, priors, statistics, labels, size)

@@ -1,6 +1,6 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Tests of the HGAD diagnostics: the measures on hand-computed cases, and one tiny end-to-end run."""
+"""Tests of the HGAD and homogeneous-mapping diagnostics: the measures on hand-computed cases, tiny end-to-end runs."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from anomalib_nfplus.data.synthetic import make_mvtec_like
-from benchmarks import hgad_diagnostics
+from benchmarks import hgad_diagnostics, homogeneous_mapping
 
 
 def test_auroc_counts_ties_as_one_half():
@@ -50,3 +50,38 @@ def test_diagnostics_run_end_to_end(tmp_path: Path):
     assert len(summary["train_loss_per_epoch"]) == 1
     for values in summary["per_category"].values():
         assert values["test_images"] == 2 + 3  # two normal, one image per defect type
+
+
+def test_homogeneous_mapping_gap_is_normal_minus_anomalous_mean_log_likelihood():
+    rows = {
+        "category": np.array([0, 0, 0, 1, 1]),
+        "label": np.array([0, 1, 1, 0, 1]),
+        "score": np.array([0.1, 0.2, 0.05, 0.3, 0.4]),
+        "mean_log_p": np.array([-1.0, -2.0, -4.0, -1.5, -1.0]),
+    }
+    summary = homogeneous_mapping.summarise(rows, ["a", "b"])
+    assert summary["a"]["gap"] == pytest.approx(-1.0 - (-3.0))
+    assert summary["a"]["image_AUROC"] == pytest.approx(0.5)  # 0.2 > 0.1, 0.05 < 0.1
+    assert summary["a"]["image_AUROC_mean_log_p"] == pytest.approx(1.0)
+    assert summary["b"]["gap"] == pytest.approx(-0.5)  # the anomaly is the more likely: homogeneous mapping
+    assert summary["b"]["image_AUROC_mean_log_p"] == pytest.approx(0.0)
+
+
+@pytest.mark.slow
+def test_homogeneous_mapping_runs_end_to_end(tmp_path: Path):
+    make_mvtec_like(tmp_path / "data", ["stripes", "dots"], n_train=4, n_test_good=2, n_test_bad=1, image_size=48)
+    config = tmp_path / "unified.yaml"
+    config.write_text(
+        "class_path: anomalib_nfplus.data.unified.Unified\n"
+        f"init_args:\n  root: {tmp_path / 'data'}\n  categories: [stripes, dots]\n  num_workers: 0\n"
+    )
+    out = tmp_path / "out"
+    tiny = '{"coupling_blocks": 1, "condition_dim": 16, "reflect_padding": false}'
+    summary = homogeneous_mapping.main(
+        ["--data", str(config), "--image-size", "48", "--layers", "blocks.2", "--batch-size", "4",
+         "--classes", "1", "2", "--out-dir", str(out), "--init-args", "CflowAD", tiny]
+    )  # fmt: skip
+    assert json.loads((out / "homogeneous_mapping.json").read_text())["runs"] == summary["runs"]
+    assert (out / "homogeneous_mapping.png").is_file()
+    assert [set(r["per_category"]) for r in summary["runs"]] == [{"stripes"}, {"stripes", "dots"}]
+    assert all(len(r["train_loss_per_epoch"]) == 1 for r in summary["runs"])
