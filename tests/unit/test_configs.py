@@ -209,3 +209,17 @@ def test_seed_summary_groups_runs_that_differ_only_in_the_seed() -> None:
     table = run.seed_summary(rows).splitlines()
     assert "| HGAD | 0 1 | 0.8500 ± 0.0707 |  |  | 10.0 ± 0.0 | 2.0 ± 0.0 |" in table[6]
     assert table[7].startswith("| HGAD | 2 | 0.7000 |")
+
+
+@pytest.mark.parametrize(("preset", "lambda_mi", "use_entropy"), [("hgad", 100.0, True), ("hgad_cpu", 1.0, False)])
+def test_hgad_presets_set_the_unified_objective_and_score(
+    preset: str, lambda_mi: float, use_entropy: bool, no_network: None
+) -> None:
+    """The paper preset keeps the paper's MI weight and entropy factor; the CPU preset's values reach the model."""
+    del no_network
+    argv = ["fit", "--config", str(CONFIGS / f"{preset}.yaml"), "--data", str(CONFIGS / "data" / "unified_four.yaml")]
+    cli = AnomalibCLI([*argv, "--model.init_args.pre_trained", "false"], run=False)
+    assert isinstance(cli.model, HGAD)
+    assert cli.model.loss.lambda_mi == lambda_mi
+    assert cli.model.model.anomaly_map.use_entropy is use_entropy
+    assert cli.model.model.scoring == "label_free"

@@ -133,3 +133,15 @@ def test_training_terms_do_not_wait_for_the_device_to_check_labels(monkeypatch) 
     assert checks == [3]
     with pytest.raises(ValueError, match=r"range \[0, 2\]"):
         prior.validate_labels(torch.tensor([0, 2]))
+
+
+def test_one_class_makes_the_mutual_information_term_vanish() -> None:
+    """With ``Y = 1``: ``log p(y|z) = 0`` and ``log pi_y = 0``, so ``L_mi = 0`` whatever ``z`` and ``lambda_mi``."""
+    prior = HierarchicalGaussianMixture(1, K, D, include_const=False, seed=1)
+    z = torch.randn(7, D, requires_grad=True)
+    terms = HGADLoss(lambda_mi=100.0, label_smoothing=SMOOTH).level_terms(
+        prior, z, torch.zeros(7), torch.zeros(7, dtype=torch.long), intra=True
+    )
+    assert float(terms["L_mi"]) == 0.0
+    (gradient,) = torch.autograd.grad(terms["L_mi"], z)
+    assert torch.count_nonzero(gradient) == 0

@@ -142,3 +142,33 @@ def test_bad_configuration_errors() -> None:
         model(torch.rand(1, 3, SIZE, SIZE))
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         model(torch.rand(3, SIZE, SIZE))
+
+
+@pytest.mark.parametrize("scoring", ["label_free", "class_conditional"])
+def test_without_the_entropy_map_the_score_is_the_likelihood_map(
+    two_class: HGADModel, images: torch.Tensor, scoring: str
+) -> None:
+    """``use_entropy=False``: ``-log(1 - A_logp / L)`` of the scoring mode's likelihood, the entropy ignored."""
+    labels = torch.tensor([0, 1, 0, 1])
+    two_class.scoring = scoring
+    priors, statistics = two_class.require_prior()
+    try:
+        with torch.no_grad():
+            with_entropy = two_class(images, labels).anomaly_map
+            two_class.anomaly_map.use_entropy = False
+            without = two_class(images, labels).anomaly_map
+            levels = two_class.latents(images)
+            likelihood, maxima = [], []
+            for level, (prior, (z, log_det)) in enumerate(zip(priors, levels, strict=True)):
+                b, h, w, d = z.shape
+                given = labels if scoring == "class_conditional" else None
+                log_p, _ = level_maps(prior, z.reshape(-1, d), log_det.reshape(-1), given, h * w)
+                likelihood.append(log_p.view(b, h, w))
+                kind = 2 + labels if given is not None else torch.ones_like(labels)
+                maxima.append(statistics.maximum[level * 4 + kind].view(b, 1, 1))
+            expected = two_class.anomaly_map.combine(likelihood, maxima, None, None, (SIZE, SIZE))
+    finally:
+        two_class.anomaly_map.use_entropy = True
+        two_class.scoring = "label_free"
+    torch.testing.assert_close(without, expected, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(without, with_entropy)
