@@ -152,17 +152,24 @@ def unified_run(name: str, init_args: dict[str, Any], args: argparse.Namespace) 
 
 
 def separate_runs(name: str, init_args: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """One model per category, each on that category's own datamodule."""
+    """One model per category, each on that category's own datamodule; AUROCs of the models' own scores.
+
+    ``PerCategoryMetrics`` with the one category name scores the model's raw outputs, as in :func:`unified_run`
+    (anomalib's own metrics read normalised scores, clamped to ``[0, 1]``).
+    """
+    from anomalib_nfplus.callbacks import PerCategoryMetrics
+
     per_category = {}
     names = make_unified(args).class_names
     for index, category in enumerate(names):
         datamodule = make_unified(args).datamodules[index]
-        timing, masks = _fit_test(name, init_args, datamodule, args)
+        callback = PerCategoryMetrics(class_names=[category])
+        timing, masks = _fit_test(name, init_args, datamodule, args, callbacks=[callback])
         metrics = timing.metrics
-        values = {"image_AUROC": metrics.get("image_AUROC", math.nan), "train_s": timing.train_s}
+        values = {"image_AUROC": metrics.get(f"image_AUROC/{category}", math.nan), "train_s": timing.train_s}
         values["test_s"] = timing.test_s
-        if masks[0] and "pixel_AUROC" in metrics:
-            values["pixel_AUROC"] = metrics["pixel_AUROC"]
+        if masks[0] and f"pixel_AUROC/{category}" in metrics:
+            values["pixel_AUROC"] = metrics[f"pixel_AUROC/{category}"]
         per_category[category] = values
     return per_category
 

@@ -13,9 +13,15 @@ trainer's datamodule has ``class_names`` (:class:`~anomalib_nfplus.data.Unified`
 callback: ``Engine(callbacks=[PerCategoryMetrics()])`` or ``--trainer.callbacks
 anomalib_nfplus.callbacks.PerCategoryMetrics``. A trainer that already has one keeps it.
 
-Values are read after anomalib's post-processing of each batch (the same scores anomalib's own metrics see):
-a batch is read when the next one ends, whatever the order of the callbacks. A category whose test set holds a
-single label gets NaN (AUROC is undefined) and is left out of the mean.
+Values are the model's own scores and maps, read before anomalib's post-processing: the ``PostProcessor``
+normalises with validation statistics and clamps to ``[0, 1]``, so every score beyond the validation range becomes
+a tie, and AUROC counts ties as one half. In a unified model, where one category's scores can all lie beyond the
+range of the mixed validation set, that clamping alone moved a category's AUROC from 0.89 to 0.56. The callback reads
+raw values when it runs before the ``PostProcessor``: when passed to the ``Trainer`` (trainer callbacks come before
+the model's) and when added by the plugin's models (they list it first). Placed after one, it reads the
+post-processed values and says so. A category whose test set holds a single label gets NaN (AUROC is undefined) and
+is left out of the mean. A single-category datamodule (no ``class_index``) is scored as one class when the callback
+is given one class name: ``PerCategoryMetrics(class_names=["bottle"])``.
 """
 
 import logging
@@ -31,7 +37,7 @@ from torchmetrics.functional.classification import binary_auroc
 
 from anomalib_nfplus.batch import class_index_of
 
-__all__ = ["PerCategoryMetrics", "category_aurocs", "category_metrics_callbacks"]
+__all__ = ["PerCategoryMetrics", "category_aurocs", "category_metrics_callbacks", "runs_before_post_processing"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,7 @@ class PerCategoryMetrics(Callback):
         self.class_names = list(class_names) if class_names is not None else None
         self.pixel = pixel
         self.results: dict[str, float] = {}
+        self._raw = True
         self._reset()
 
     def _reset(self) -> None:
@@ -63,9 +70,16 @@ class PerCategoryMetrics(Callback):
 
     def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Start collecting for a new test."""
-        del trainer, pl_module
+        del pl_module
         self._reset()
         self.results = {}
+        self._raw = runs_before_post_processing(self, getattr(trainer, "callbacks", ()))
+        if not self._raw:
+            logger.warning(
+                "PerCategoryMetrics runs after anomalib's PostProcessor, so it reads normalised scores clamped to "
+                "[0, 1] (ties lower the AUROC). Pass it to the Trainer (callbacks=[PerCategoryMetrics()]) to read "
+                "the model's own scores."
+            )
 
     def on_test_batch_end(
         self,
@@ -76,10 +90,15 @@ class PerCategoryMetrics(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        """Read the previous batch (now post-processed by every callback) and keep this one for later."""
+        """Read this batch now (before post-processing), or after the post-processor when placed behind it."""
         del trainer, pl_module, batch_idx, dataloader_idx
-        self._consume()
-        self._pending = outputs if getattr(outputs, "pred_score", None) is not None else batch
+        source = outputs if getattr(outputs, "pred_score", None) is not None else batch
+        if self._raw:
+            self._pending = source
+            self._consume()
+        else:
+            self._consume()  # the previous batch, post-processed by now
+            self._pending = source
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Compute the per-category AUROCs and log them (over the whole test set when several processes test)."""
@@ -128,16 +147,19 @@ class PerCategoryMetrics(Callback):
             return
         classes = class_index_of(batch)
         scores, labels = getattr(batch, "pred_score", None), getattr(batch, "gt_label", None)
+        if classes is None and scores is not None and self.class_names is not None and len(self.class_names) == 1:
+            classes = torch.zeros(scores.numel(), dtype=torch.long)
         if classes is None or scores is None or labels is None:
             self._unlabelled = True
             return
-        classes, scores, labels = classes.cpu(), scores.detach().cpu().flatten().float(), labels.cpu().flatten()
+        classes, labels = classes.cpu(), labels.cpu().flatten()
+        scores = scores.detach().cpu().flatten().float().clone()  # kept apart from what later callbacks do
         maps, masks = getattr(batch, "anomaly_map", None), getattr(batch, "gt_mask", None)
         if not self.pixel or maps is None or masks is None:
             maps = masks = None
         else:
             masks = masks.cpu().bool().reshape(len(classes), *masks.shape[-2:])
-            maps = maps.detach().cpu().float().reshape(len(classes), 1, *maps.shape[-2:])
+            maps = maps.detach().cpu().float().reshape(len(classes), 1, *maps.shape[-2:]).clone()
             if maps.shape[-2:] != masks.shape[-2:]:
                 maps = F.interpolate(maps, size=masks.shape[-2:], mode="bilinear", align_corners=False)
         for index in classes.unique().tolist():
@@ -147,6 +169,16 @@ class PerCategoryMetrics(Callback):
             if maps is not None and masks is not None:
                 self._maps[index].append(maps[selected].flatten())
                 self._masks[index].append(masks[selected].flatten())
+
+
+def runs_before_post_processing(callback: Callback, callbacks: Sequence[Callback]) -> bool:
+    """Whether ``callback`` comes before every anomalib ``PostProcessor`` in ``callbacks`` (or there is none)."""
+    from anomalib.post_processing import PostProcessor
+
+    order = list(callbacks)
+    post = [index for index, other in enumerate(order) if isinstance(other, PostProcessor)]
+    mine = next((index for index, other in enumerate(order) if other is callback), len(order))
+    return not post or mine < min(post)
 
 
 def _auroc(preds: list[torch.Tensor], target: list[torch.Tensor], what: str) -> float:

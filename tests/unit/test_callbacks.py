@@ -8,8 +8,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 from anomalib.data import ImageBatch
+from anomalib.post_processing import PostProcessor
 
-from anomalib_nfplus.callbacks import PerCategoryMetrics, category_aurocs, category_metrics_callbacks
+from anomalib_nfplus.callbacks import (
+    PerCategoryMetrics,
+    category_aurocs,
+    category_metrics_callbacks,
+    runs_before_post_processing,
+)
 from anomalib_nfplus.data.unified import UnifiedImageBatch
 
 
@@ -55,24 +61,63 @@ def test_single_label_category_is_nan_and_left_out_of_the_mean():
     assert results["image_AUROC/mean"] == pytest.approx(1.0)
 
 
-def test_callback_reads_batches_after_later_post_processing():
-    logged = {}
+def _run(callback: PerCategoryMetrics, callbacks: list, batches: list[tuple[list, list, list]]) -> dict:
+    """Feed ``(classes, labels, raw scores)`` batches; a later post-processor then clamps every score to 1."""
+    logged: dict = {}
     module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
-    trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]), barebones=False)
-    callback = PerCategoryMetrics()
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]), barebones=False, callbacks=callbacks)
     callback.on_test_epoch_start(trainer, module)
-    batches = []
-    for classes, labels in (([0, 0], [0, 1]), ([1, 1], [1, 0])):
+    for index, (classes, labels, scores) in enumerate(batches):
         batch = UnifiedImageBatch(
             image=torch.rand(2, 3, 4, 4), gt_label=torch.tensor(labels), class_index=torch.tensor(classes)
         )
-        batch.update(pred_score=torch.tensor([0.0, 0.0]))
-        callback.on_test_batch_end(trainer, module, batch, batch, len(batches))
-        batch.update(pred_score=torch.tensor(labels, dtype=torch.float32))  # a later callback post-processes
-        batches.append(batch)
+        batch.update(pred_score=torch.tensor(scores))
+        callback.on_test_batch_end(trainer, module, batch, batch, index)
+        batch.update(pred_score=torch.ones(2))  # anomalib's normalisation, clamped to [0, 1]: all tied
     callback.on_test_epoch_end(trainer, module)
+    return logged
+
+
+BATCHES = [([0, 0], [0, 1], [2.0, 3.0]), ([1, 1], [1, 0], [5.0, 4.0])]
+
+
+def test_callback_before_the_post_processor_reads_the_models_own_scores():
+    callback = PerCategoryMetrics()
+    logged = _run(callback, [callback, PostProcessor()], BATCHES)
     assert logged == {"image_AUROC/a": 1.0, "image_AUROC/b": 1.0, "image_AUROC/mean": 1.0}
     assert callback.results == logged
+
+
+def test_callback_after_the_post_processor_reads_clamped_scores_and_warns(caplog: pytest.LogCaptureFixture):
+    callback = PerCategoryMetrics()
+    with caplog.at_level("WARNING", logger="anomalib_nfplus.callbacks"):
+        logged = _run(callback, [PostProcessor(), callback], BATCHES)
+    assert logged == {"image_AUROC/a": 0.5, "image_AUROC/b": 0.5, "image_AUROC/mean": 0.5}  # ties count one half
+    assert "runs after anomalib's PostProcessor" in caplog.text
+
+
+def test_one_class_name_scores_single_category_batches():
+    logged: dict = {}
+    module = SimpleNamespace(log=lambda key, value, **_: logged.__setitem__(key, value))
+    trainer = SimpleNamespace(datamodule=SimpleNamespace(category="bottle"), barebones=False, callbacks=[])
+    callback = PerCategoryMetrics(class_names=["bottle"], pixel=False)
+    callback.on_test_epoch_start(trainer, module)
+    batch = ImageBatch(image=torch.rand(3, 3, 4, 4), gt_label=torch.tensor([0, 1, 1]))
+    batch.update(pred_score=torch.tensor([0.2, 0.1, 0.9]))
+    callback.on_test_batch_end(trainer, module, batch, batch, 0)
+    callback.on_test_epoch_end(trainer, module)
+    assert logged == {"image_AUROC/bottle": 0.5, "image_AUROC/mean": 0.5}
+
+
+def test_plugin_models_list_the_callback_before_the_post_processor():
+    from anomalib_nfplus.models import CflowAD
+
+    module = CflowAD(backbone="tf_efficientnet_lite0", layers=["blocks.4"], pre_trained=False)
+    module._trainer = SimpleNamespace(datamodule=SimpleNamespace(class_names=["a", "b"]), callbacks=[])
+    callbacks = module.configure_callbacks()
+    assert isinstance(callbacks[0], PerCategoryMetrics)
+    assert runs_before_post_processing(callbacks[0], callbacks)
+    assert any(isinstance(callback, PostProcessor) for callback in callbacks)
 
 
 def test_callback_skips_ordinary_batches():

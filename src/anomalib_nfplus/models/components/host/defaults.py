@@ -47,7 +47,7 @@ class HostDefaultsMixin(LightningHost):
         """
         callbacks = super().configure_callbacks()
         own = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-        return own + category_metrics_callbacks(self._trainer)
+        return category_metrics_callbacks(self._trainer) + own  # first: it reads scores before post-processing
 
     def configure_model(self) -> None:
         """Before a DDP strategy wraps the model: no broadcast of buffers at every step (:func:`keep_buffers_local`)."""
