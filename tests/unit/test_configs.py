@@ -211,7 +211,7 @@ def test_seed_summary_groups_runs_that_differ_only_in_the_seed() -> None:
     assert table[7].startswith("| HGAD | 2 | 0.7000 |")
 
 
-@pytest.mark.parametrize(("preset", "lambda_mi", "use_entropy"), [("hgad", 100.0, True), ("hgad_cpu", 1.0, False)])
+@pytest.mark.parametrize(("preset", "lambda_mi", "use_entropy"), [("hgad", 100.0, True), ("hgad_cpu", 0.1, False)])
 def test_hgad_presets_set_the_unified_objective_and_score(
     preset: str, lambda_mi: float, use_entropy: bool, no_network: None
 ) -> None:
