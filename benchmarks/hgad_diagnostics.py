@@ -5,11 +5,11 @@
 Trains one unified HGAD (as ``benchmarks.unified`` does), then reads its test set level by level and writes, to
 ``--out-dir``:
 
-- ``diagnostics.json``: per category the image AUROC of four scores from the same latents (label-free, class-
-  conditional, label-free without the entropy map, and the entropy alone: the summed per-level maximum of the
-  class-posterior entropy), how
-  many test images share the highest score (saturation), the class-posterior accuracy of normal test positions
-  per level (does the mixture prior separate the classes?), and the training loss per epoch;
+- ``diagnostics.json``: per category the image AUROC of five scores from the same latents (label-free and
+  class-conditional, each with and without the entropy map, and the entropy alone: the summed per-level maximum of
+  the class-posterior entropy), how many test images share the highest score (saturation), the class-posterior
+  accuracy of normal test positions per level (does the mixture prior separate the classes?), and the training
+  loss per epoch;
 - ``scores.png``: per category, label-free image scores of normal and anomalous test images;
 - ``class_posterior.png``: per level, the confusion matrix of ``argmax_y p(y | z)`` over normal test positions;
 - ``likelihood.png``: per category, the per-image mean and minimum log-likelihood (nats per dimension) of normal
@@ -95,7 +95,7 @@ def saturation(scores: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def collect(model: Any, datamodule: Any) -> dict[str, Any]:
-    """Per test image: category, label, the four scores and the log-likelihood summary; per level: confusions."""
+    """Per test image: category, label, the five scores and the log-likelihood summary; per level: confusions."""
     from anomalib_nfplus.models.hgad.anomaly_map import level_maps
 
     hgad = model.model.eval()
