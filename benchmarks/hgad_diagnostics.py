@@ -37,7 +37,7 @@ from benchmarks import harness, report
 from benchmarks.baselines import ModelSpec, build_model
 from benchmarks.unified import make_unified
 
-__all__ = ["LossHistory", "auroc", "main", "parse_args", "saturation"]
+__all__ = ["LossHistory", "auroc", "diagnostics_args", "diagnostics_parser", "main", "parse_args", "saturation"]
 
 #: Scores computed from the same latents (see :func:`_image_scores`).
 SCORES = (
@@ -62,19 +62,29 @@ class LossHistory(Callback):
             self.losses.append(float(loss))
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The shared model options, the unified data config and the output folder."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+def diagnostics_parser(doc: str | None, script: str) -> argparse.ArgumentParser:
+    """A diagnostics script's parser: the shared model options, the unified data config and the output folder."""
+    p = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="a Unified datamodule config")
-    p.add_argument("--out-dir", type=Path, help="default benchmarks/results/hgad_diagnostics_<data>_<epochs>ep")
+    p.add_argument("--out-dir", type=Path, help=f"default benchmarks/results/{script}_<data>_<size>px_<epochs>ep")
     harness.add_model_options(p, num_workers=0)
+    return p
+
+
+def diagnostics_args(p: argparse.ArgumentParser, script: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and check ``argv``; default ``--out-dir`` from the data config, size and epochs; record the command."""
     args = p.parse_args(argv)
     harness.check_model_options(p, args)
     args.root = None
     name = f"{args.data.stem.removeprefix('unified_')}_{args.image_size[0]}px_{args.epochs}ep"
-    args.out_dir = args.out_dir or Path(__file__).parent / "results" / f"hgad_diagnostics_{name}"
-    args.command = report.command_line("hgad_diagnostics", argv)
+    args.out_dir = args.out_dir or Path(__file__).parent / "results" / f"{script}_{name}"
+    args.command = report.command_line(script, argv)
     return args
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The shared model options, the unified data config and the output folder."""
+    return diagnostics_args(diagnostics_parser(__doc__, "hgad_diagnostics"), "hgad_diagnostics", argv)
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -31,7 +31,7 @@ import torch
 
 from benchmarks import harness, report
 from benchmarks.baselines import ModelSpec, build_model
-from benchmarks.hgad_diagnostics import LossHistory, auroc
+from benchmarks.hgad_diagnostics import LossHistory, auroc, diagnostics_args, diagnostics_parser
 from benchmarks.unified import make_unified
 
 __all__ = ["collect", "main", "parse_args", "summarise"]
@@ -41,18 +41,9 @@ MODEL = "CflowAD"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The shared model options, the unified data config, the class counts and the output folder."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="a Unified datamodule config")
+    p = diagnostics_parser(__doc__, "homogeneous_mapping")
     p.add_argument("--classes", type=int, nargs="+", default=[1, 2, 4], help="train on the first N categories")
-    p.add_argument("--out-dir", type=Path, help="default benchmarks/results/homogeneous_mapping_<data>_<epochs>ep")
-    harness.add_model_options(p, num_workers=0)
-    args = p.parse_args(argv)
-    harness.check_model_options(p, args)
-    args.root = None
-    name = f"{args.data.stem.removeprefix('unified_')}_{args.image_size[0]}px_{args.epochs}ep"
-    args.out_dir = args.out_dir or Path(__file__).parent / "results" / f"homogeneous_mapping_{name}"
-    args.command = report.command_line("homogeneous_mapping", argv)
-    return args
+    return diagnostics_args(p, "homogeneous_mapping", argv)
 
 
 @torch.no_grad()

@@ -30,14 +30,20 @@ def test_saturation_counts_scores_at_the_top_within_float32_resolution():
     assert hgad_diagnostics.saturation(scores) == {"at_top_score": 2, "distinct_scores": 3}
 
 
-@pytest.mark.slow
-def test_diagnostics_run_end_to_end(tmp_path: Path):
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A two-category ``Unified`` config over tiny generated data."""
     make_mvtec_like(tmp_path / "data", ["stripes", "dots"], n_train=4, n_test_good=2, n_test_bad=1, image_size=48)
-    config = tmp_path / "unified.yaml"
-    config.write_text(
+    path = tmp_path / "unified.yaml"
+    path.write_text(
         "class_path: anomalib_nfplus.data.unified.Unified\n"
         f"init_args:\n  root: {tmp_path / 'data'}\n  categories: [stripes, dots]\n  num_workers: 0\n"
     )
+    return path
+
+
+@pytest.mark.slow
+def test_diagnostics_run_end_to_end(tmp_path: Path, config: Path):
     out = tmp_path / "out"
     summary = hgad_diagnostics.main(
         ["--data", str(config), "--image-size", "48", "--layers", "blocks.2", "--batch-size", "4",
@@ -68,13 +74,7 @@ def test_homogeneous_mapping_gap_is_normal_minus_anomalous_mean_log_likelihood()
 
 
 @pytest.mark.slow
-def test_homogeneous_mapping_runs_end_to_end(tmp_path: Path):
-    make_mvtec_like(tmp_path / "data", ["stripes", "dots"], n_train=4, n_test_good=2, n_test_bad=1, image_size=48)
-    config = tmp_path / "unified.yaml"
-    config.write_text(
-        "class_path: anomalib_nfplus.data.unified.Unified\n"
-        f"init_args:\n  root: {tmp_path / 'data'}\n  categories: [stripes, dots]\n  num_workers: 0\n"
-    )
+def test_homogeneous_mapping_runs_end_to_end(tmp_path: Path, config: Path):
     out = tmp_path / "out"
     tiny = '{"coupling_blocks": 1, "condition_dim": 16, "reflect_padding": false}'
     summary = homogeneous_mapping.main(
