@@ -94,8 +94,7 @@ class PerCategoryMetrics(Callback):
         del trainer, pl_module, batch_idx, dataloader_idx
         source = outputs if getattr(outputs, "pred_score", None) is not None else batch
         if self._raw:
-            self._pending = source
-            self._consume()
+            self._read(source)
         else:
             self._consume()  # the previous batch, post-processed by now
             self._pending = source
@@ -143,8 +142,10 @@ class PerCategoryMetrics(Callback):
 
     def _consume(self) -> None:
         batch, self._pending = self._pending, None
-        if batch is None:
-            return
+        if batch is not None:
+            self._read(batch)
+
+    def _read(self, batch: Any) -> None:
         classes = class_index_of(batch)
         scores, labels = getattr(batch, "pred_score", None), getattr(batch, "gt_label", None)
         if classes is None and scores is not None and self.class_names is not None and len(self.class_names) == 1:
