@@ -48,15 +48,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 @torch.no_grad()
 def collect(model: Any, datamodule: Any) -> dict[str, np.ndarray]:
-    """Per test image: class index, label, the model's image score and the mean per-dimension log-likelihood."""
+    """Per test image: class index, label, the model's image score and the mean per-dimension log-likelihood.
+
+    One backbone and flow pass per batch: the score is computed from the same log-likelihood maps, as ``forward`` does.
+    """
+    from anomalib_nfplus.models.components import image_score
+
     cflow = model.model.eval()
     rows: dict[str, list[float]] = defaultdict(list)
     for batch in datamodule.test_dataloader():
         images = model.pre_processor.transform(batch.image) if model.pre_processor else batch.image
-        log_p = torch.stack([m.flatten(1).mean(dim=1) for m in cflow.flows.log_prob_maps(cflow.encode(images))])
+        maps = cflow.flows.log_prob_maps(cflow.encode(images))
+        anomaly_map = cflow.anomaly_map(maps, cflow.statistics, tuple(images.shape[-2:]))
+        log_p = torch.stack([m.flatten(1).mean(dim=1) for m in maps])
         rows["category"].extend(batch.class_index.long().tolist())
         rows["label"].extend(batch.gt_label.long().tolist())
-        rows["score"].extend(cflow(images).pred_score.flatten().tolist())
+        rows["score"].extend(image_score(anomaly_map, cflow.top_k).flatten().tolist())
         rows["mean_log_p"].extend(log_p.mean(dim=0).tolist())
     return {key: np.asarray(value) for key, value in rows.items()}
 
