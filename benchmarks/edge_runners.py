@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics.functional.classification import binary_auroc
+
+from anomalib_nfplus.metrics import rank_auroc
 
 __all__ = [
     "FlatOutputs",
@@ -119,9 +120,9 @@ def accuracy(run: Runner, samples: list[Sample]) -> dict[str, float]:
         if sample.mask is not None and "anomaly_map" in out:
             maps.append(torch.from_numpy(np.asarray(out["anomaly_map"], dtype=np.float32).reshape(sample.mask.shape)))
             masks.append(torch.from_numpy(sample.mask))
-    result = {"image_AUROC": float(binary_auroc(torch.tensor(scores), torch.tensor(labels)))}
+    result = {"image_AUROC": rank_auroc(torch.tensor(scores), torch.tensor(labels))}
     if masks and any(m.any() for m in masks):
-        result["pixel_AUROC"] = float(binary_auroc(torch.stack(maps).flatten(), torch.stack(masks).flatten().long()))
+        result["pixel_AUROC"] = rank_auroc(torch.stack(maps), torch.stack(masks))
     return result
 
 

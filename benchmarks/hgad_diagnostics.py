@@ -88,12 +88,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Image AUROC as anomalib computes it (torchmetrics); NaN with a single label."""
-    from torchmetrics.functional.classification import binary_auroc
+    """Image AUROC of raw scores, as a rank statistic (any score range); NaN with a single label."""
+    from anomalib_nfplus.metrics import rank_auroc
 
-    if len(np.unique(labels)) < 2:
-        return math.nan
-    return float(binary_auroc(torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels)))
+    return rank_auroc(torch.as_tensor(scores, dtype=torch.float64), torch.as_tensor(labels))
 
 
 def saturation(scores: np.ndarray) -> dict[str, float]:

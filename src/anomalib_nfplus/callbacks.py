@@ -20,7 +20,9 @@ range of the mixed validation set, that clamping alone moved a category's AUROC 
 raw values when it runs before the ``PostProcessor``: when passed to the ``Trainer`` (trainer callbacks come before
 the model's) and when added by the plugin's models (they list it first). Placed after one, it reads the
 post-processed values and says so. A category whose test set holds a single label gets NaN (AUROC is undefined) and
-is left out of the mean. A single-category datamodule (no ``class_index``) is scored as one class when the callback
+is left out of the mean. AUROCs are rank statistics of the raw values (:func:`~anomalib_nfplus.metrics.rank_auroc`):
+torchmetrics' ``binary_auroc`` would pass scores outside ``[0, 1]`` through a sigmoid that ties them from about 16.6
+up. A single-category datamodule (no ``class_index``) is scored as one class when the callback
 is given one class name: ``PerCategoryMetrics(class_names=["bottle"])``.
 """
 
@@ -33,9 +35,9 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch.nn import functional as F
-from torchmetrics.functional.classification import binary_auroc
 
 from anomalib_nfplus.batch import class_index_of
+from anomalib_nfplus.metrics import rank_auroc
 
 __all__ = ["PerCategoryMetrics", "category_aurocs", "category_metrics_callbacks", "runs_before_post_processing"]
 
@@ -187,7 +189,7 @@ def _auroc(preds: list[torch.Tensor], target: list[torch.Tensor], what: str) -> 
     if labels.numel() == 0 or labels.min() == labels.max():
         logger.warning("%s: the test set holds a single label, AUROC is undefined (NaN).", what)
         return math.nan
-    return float(binary_auroc(torch.cat(preds), labels))
+    return rank_auroc(torch.cat(preds), labels)
 
 
 def category_aurocs(

@@ -53,6 +53,19 @@ def test_category_aurocs_per_class_and_mean():
     assert "pixel_AUROC/b" not in results
 
 
+def test_category_aurocs_rank_raw_scores_of_any_range():
+    # torchmetrics' sigmoid is exactly 1.0 from about 16.6 in float32: these scores would all tie (0.5)
+    image = {0: [torch.tensor([40.0, 20.0, 19.0, 35.0, 18.0])], 1: [torch.tensor([510.0, 39_392.0, 2_000.0])]}
+    image_labels = {0: [torch.tensor([1, 0, 0, 1, 1])], 1: [torch.tensor([0, 1, 0])]}
+    maps = {0: [torch.tensor([-537.0, -12.0, 88.7, 88.7, 1e4])]}  # negative, tied and huge pixel values
+    masks = {0: [torch.tensor([False, False, True, False, True])]}
+    results = category_aurocs(image, image_labels, maps, masks, ["a", "b"])
+    assert results["image_AUROC/a"] == pytest.approx(2 / 3)
+    assert results["image_AUROC/b"] == pytest.approx(1.0)
+    # anomalous pixels 88.7 (ties one normal) and 1e4, against normal -537, -12, 88.7: (3 + 2.5) / 6
+    assert results["pixel_AUROC/a"] == pytest.approx(5.5 / 6)
+
+
 def test_single_label_category_is_nan_and_left_out_of_the_mean():
     scores = {0: [torch.tensor([0.1, 0.9])], 1: [torch.tensor([0.5, 0.4])]}
     labels = {0: [torch.tensor([0, 1])], 1: [torch.tensor([1, 1])]}

@@ -40,6 +40,20 @@ def test_accuracy_scores_images_and_pixels():
     assert "pixel_AUROC" not in inverted
 
 
+def test_accuracy_ranks_raw_scores_above_the_sigmoid_range():
+    # raw exported scores (e.g. DifferNet's in the hundreds): a sigmoid would tie them all at 1.0 in float32
+    samples = [_sample(0.1, 0, False), _sample(0.9, 1, True), _sample(0.2, 0, False), _sample(0.5, 1, True)]
+
+    def runner(image):
+        amap = np.full((1, 1, 2, 2), 100.0, dtype=np.float32)
+        amap[0, 0, 0, 0] = 100.0 + 1000 * image.mean()
+        return {"pred_score": np.array([500.0 + 1000 * image.mean()]), "anomaly_map": amap}
+
+    result = edge_runners.accuracy(runner, samples)
+    assert result["image_AUROC"] == pytest.approx(1.0)
+    assert result["pixel_AUROC"] == pytest.approx(1.0)
+
+
 def test_latency_reports_median_and_p95():
     calls = []
     stats = edge_runners.latency(calls.append, 1, runs=20, warmup=3)

@@ -20,6 +20,14 @@ def test_auroc_counts_ties_as_one_half():
     assert hgad_diagnostics.auroc(scores, labels) == pytest.approx((1 + 1 + 1 + 0.5) / 4)
 
 
+def test_auroc_ranks_raw_scores_far_outside_zero_one():
+    # float64 sigmoids round to 1.0 from about 36.7: torchmetrics would tie 40, 50 and 60 (0.5 instead of 1.0)
+    scores = np.array([40.0, 50.0, 60.0, -700.0, 55.0])
+    labels = np.array([0, 1, 1, 0, 0])
+    assert hgad_diagnostics.auroc(scores, labels) == pytest.approx(5 / 6)
+    assert hgad_diagnostics.auroc(scores * 1000, labels) == pytest.approx(5 / 6)
+
+
 def test_auroc_of_a_single_label_is_nan():
     assert math.isnan(hgad_diagnostics.auroc(np.array([0.1, 0.2]), np.array([1, 1])))
 
