@@ -9,6 +9,7 @@ Sub-commands import their heavy dependencies only when they run, so ``anomalib-n
 """
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from anomalib_nfplus._catalog import MODELS
@@ -64,12 +65,19 @@ def _generate_data(args: argparse.Namespace) -> int:
 def _infer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from anomalib_nfplus.deploy.infer import run_inference
+    from anomalib_nfplus.deploy.infer import InferenceError, run_inference
     from anomalib_nfplus.deploy.runtime import EdgeModel
 
+    if not Path(args.model).is_file():
+        print(f"anomalib-nfplus infer: model {args.model!r} not found (give the exported model.xml)", file=sys.stderr)
+        return 1
     model = EdgeModel(args.model, device=args.device, precision=args.precision)
     output = Path(args.output) if args.output else None
-    run_inference(model, args.input, output, batch_size=args.batch_size, max_frames=args.max_frames)
+    try:
+        run_inference(model, args.input, output, batch_size=args.batch_size, max_frames=args.max_frames)
+    except InferenceError as error:  # nothing scored, or an input it cannot read: one line, exit status 1
+        print(error, file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,15 +4,18 @@
 
 A file with an image suffix that cannot be decoded (corrupt, truncated, or not an image at all) is skipped with
 one line on stderr, so one bad file does not stop a folder or a long-running job. Files without an image suffix
-in a folder are not read.
+in a folder are not read. An input that cannot be used at all (missing, an empty folder, a video OpenCV cannot open)
+raises when :func:`iter_sources` is called, before any frame is read.
 """
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -51,7 +54,7 @@ def iter_sources(
     max_frames: int | None = None,
     on_skip: Callable[[str], None] = warn_stderr,
 ) -> Iterator[Frame]:
-    """Yield frames lazily, so folders, videos and cameras stream without loading everything.
+    """Frames of ``source``, read lazily, so folders, videos and cameras stream without loading everything.
 
     Args:
         source (str | Path): An image file, a folder (recursed, sorted), a video file, or a camera index (``"0"``).
@@ -59,13 +62,21 @@ def iter_sources(
         on_skip (Callable[[str], None], optional): Called with one line per image file that cannot be decoded
             (the file is skipped). Defaults to writing the line to stderr.
 
-    Yields:
-        Frame: The next image.
+    Returns:
+        Iterator[Frame]: The images, one at a time.
+
+    Raises:
+        FileNotFoundError: Now, not at the first frame: ``source`` does not exist, is not a usable kind of file,
+            is a folder without images, or is a video or camera OpenCV cannot open.
+        ImportError: A video or camera without OpenCV installed.
     """
     text = str(source)
     path = Path(text)
     if text.isdigit() and not path.exists():
         frames = _video(int(text), f"camera{text}")
+    elif not path.exists():
+        msg = f"Input {text!r} does not exist (expected an image, a folder of images, a video file or a camera index)."
+        raise FileNotFoundError(msg)
     elif path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
@@ -79,10 +90,7 @@ def iter_sources(
     else:
         msg = f"Input {text!r} is not an image, a folder of images, a video file or a camera index."
         raise FileNotFoundError(msg)
-    for count, frame in enumerate(frames):
-        if max_frames is not None and count >= max_frames:
-            return
-        yield frame
+    return frames if max_frames is None else itertools.islice(frames, max(max_frames, 0))
 
 
 def _images(paths: Iterable[Path], on_skip: Callable[[str], None]) -> Iterator[Frame]:
@@ -97,6 +105,7 @@ def _images(paths: Iterable[Path], on_skip: Callable[[str], None]) -> Iterator[F
 
 
 def _video(source: int | str, name: str) -> Iterator[Frame]:
+    """Open the video or camera now (so a bad one fails at once); its frames are read when they are needed."""
     try:
         import cv2
     except ImportError as error:
@@ -106,6 +115,10 @@ def _video(source: int | str, name: str) -> Iterator[Frame]:
     if not capture.isOpened():
         msg = f"Could not open {name} (OpenCV VideoCapture failed)."
         raise FileNotFoundError(msg)
+    return _read_video(capture, name)
+
+
+def _read_video(capture: Any, name: str) -> Iterator[Frame]:
     try:
         index = 0
         while True:

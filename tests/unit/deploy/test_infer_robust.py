@@ -1,6 +1,7 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""``anomalib-nfplus infer`` keeps going past unreadable files and exits cleanly when its output pipe closes."""
+"""``anomalib-nfplus infer`` keeps going past unreadable files, fails when it scored nothing, and exits cleanly when
+its output pipe closes."""
 
 import io
 import json
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image
 
 from anomalib_nfplus.deploy import EdgeModel, iter_sources
-from anomalib_nfplus.deploy.infer import run_inference
+from anomalib_nfplus.deploy.infer import InferenceError, run_inference
 
 
 @pytest.fixture
@@ -49,11 +50,69 @@ def test_unreadable_files_are_skipped_with_one_line_each(tiny_ir, mixed_folder, 
         assert name in line
 
 
-def test_an_unreadable_single_file_is_skipped(tiny_ir, mixed_folder, capsys):
+def test_an_unreadable_single_file_fails_after_its_skip_line(tiny_ir, mixed_folder, capsys):
     stream = io.StringIO()
-    assert run_inference(EdgeModel(tiny_ir), str(mixed_folder / "b_corrupt.png"), stream=stream) == []
+    with pytest.raises(InferenceError, match="its only image was skipped as unreadable") as raised:
+        run_inference(EdgeModel(tiny_ir), str(mixed_folder / "b_corrupt.png"), stream=stream)
+    assert str(raised.value).startswith("anomalib-nfplus infer: nothing scored")
     assert stream.getvalue() == ""
     assert "b_corrupt.png" in capsys.readouterr().err
+
+
+def test_a_folder_of_unreadable_files_fails_with_their_number(tiny_ir, mixed_folder, tmp_path):
+    for name in ("a.png", "z.png"):
+        (mixed_folder / name).unlink()
+    with pytest.raises(InferenceError, match=f"all {len(BAD)} images were skipped as unreadable"):
+        run_inference(EdgeModel(tiny_ir), str(mixed_folder), stream=io.StringIO())
+
+
+def test_max_frames_zero_asks_for_nothing_and_is_not_a_failure(tiny_ir, mixed_folder):
+    stream = io.StringIO()
+    assert run_inference(EdgeModel(tiny_ir), str(mixed_folder), max_frames=0, stream=stream) == []
+    assert stream.getvalue() == ""
+
+
+def _cli(model: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "anomalib_nfplus.cli", "infer", "--model", str(model), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_cli_exits_1_when_the_only_image_is_unreadable(tiny_ir, mixed_folder):
+    result = _cli(tiny_ir, "--input", str(mixed_folder / "b_corrupt.png"))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    skip, failure = result.stderr.splitlines()
+    assert skip.startswith("anomalib-nfplus infer: skipped ")
+    assert failure == (
+        f"anomalib-nfplus infer: nothing scored from {str(mixed_folder / 'b_corrupt.png')!r}: "
+        "its only image was skipped as unreadable."
+    )
+
+
+def test_cli_exits_0_when_one_image_of_a_folder_is_scored(tiny_ir, tmp_path):
+    folder = tmp_path / "half"
+    folder.mkdir()
+    Image.fromarray(np.full((16, 20, 3), 10, dtype=np.uint8)).save(folder / "good.png")
+    (folder / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    result = _cli(tiny_ir, "--input", str(folder))
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert Path(record["path"]).name == "good.png"
+    (skip,) = result.stderr.splitlines()
+    assert skip.startswith("anomalib-nfplus infer: skipped ")
+    assert "bad.png" in skip
+
+
+def test_cli_names_a_missing_input_in_one_line(tiny_ir, tmp_path):
+    missing = tmp_path / "no_such_folder"
+    result = _cli(tiny_ir, "--input", str(missing), "--output", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"anomalib-nfplus infer: Input {str(missing)!r} does not exist (expected an image, a folder of images, "
+        "a video file or a camera index)."
+    ]
+    assert not (tmp_path / "out").exists()  # nothing is created for a run that cannot start
 
 
 def test_sources_report_skips_to_the_callback(mixed_folder):
@@ -86,3 +145,11 @@ def test_cli_exits_cleanly_when_the_reader_closes_the_pipe(tiny_ir, images):
     assert process.wait(timeout=120) == 0, stderr
     assert "Traceback" not in stderr
     assert "BrokenPipeError" not in stderr
+
+
+def test_cli_names_a_missing_model_in_one_line(mixed_folder, tmp_path):
+    result = _cli(tmp_path / "model.xml", "--input", str(mixed_folder))
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"anomalib-nfplus infer: model {str(tmp_path / 'model.xml')!r} not found (give the exported model.xml)"
+    ]

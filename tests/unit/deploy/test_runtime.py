@@ -83,8 +83,11 @@ def test_sources_folder_file_video_and_errors(images, tmp_path):
     assert [f.name for f in frames] == ["clip.avi#0", "clip.avi#1", "clip.avi#2"]
     assert frames[1].image.mean() > frames[0].image.mean()
     assert len(list(iter_sources(video, max_frames=2))) == 2
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        iter_sources(tmp_path / "nothing.txt")  # raises at the call, before any frame is asked for
+    (tmp_path / "nothing.txt").write_text("not an image")
     with pytest.raises(FileNotFoundError, match="not an image"):
-        list(iter_sources(tmp_path / "nothing.txt"))
+        iter_sources(tmp_path / "nothing.txt")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="No images"):
         list(iter_sources(tmp_path / "empty"))
@@ -107,7 +110,8 @@ def test_run_inference_prints_json_and_writes_overlays(tiny_ir, images, tmp_path
     assert {r["label"] for r in records} == {"normal", "anomalous"}
     overlay = Image.open(records[0]["overlay"])
     assert overlay.size == (20, 16)
-    assert sorted(Path(r["overlay"]).name for r in records) == ["a_overlay.png", "c_overlay.png", "sub_b_overlay.png"]
+    overlays = sorted(Path(r["overlay"]).relative_to(tmp_path / "out").as_posix() for r in records)
+    assert overlays == ["a_overlay.png", "c_overlay.png", "sub/b_overlay.png"]
 
 
 def test_overlays_of_equal_names_in_subfolders_do_not_overwrite_each_other(tiny_ir, tmp_path):
@@ -115,8 +119,8 @@ def test_overlays_of_equal_names_in_subfolders_do_not_overwrite_each_other(tiny_
         (tmp_path / "test" / defect).mkdir(parents=True)
         Image.fromarray(np.zeros((16, 20, 3), dtype=np.uint8)).save(tmp_path / "test" / defect / "000.png")
     run_inference(EdgeModel(tiny_ir), str(tmp_path / "test"), tmp_path / "out", stream=io.StringIO())
-    records = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert records == ["good_000_overlay.png", "scratch_000_overlay.png"]
+    records = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.png"))
+    assert records == ["good/000_overlay.png", "scratch/000_overlay.png"]
 
 
 def test_overlay_colours_follow_the_map():

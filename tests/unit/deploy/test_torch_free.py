@@ -51,7 +51,7 @@ def test_infer_runs_with_torch_and_anomalib_blocked(tiny_ir, images, tmp_path):
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(records) == 3
     assert all(set(r) >= {"path", "score", "label"} for r in records)
-    assert len(list((tmp_path / "overlays").glob("*_overlay.png"))) == 3
+    assert len(list((tmp_path / "overlays").rglob("*_overlay.png"))) == 3
 
 
 def test_the_blocker_really_blocks(tmp_path):
