@@ -5,24 +5,36 @@
 anomalib's CLI builds the model from the command line before it loads a checkpoint, so a checkpoint trained at
 64 px with a small backbone was rebuilt with the defaults (a 1024 px pre-processor, a hub backbone that needs the
 network) unless every training argument was typed again; the result ran without an error and scored nonsense.
-For the plugin's models (subclasses of :class:`FlowModuleMixin`), every model argument the command line or config
-leaves at its default now takes the checkpoint's saved value, and a value that differs from the checkpoint's is
-refused with a message naming both. Argument names saved by an older release are read under their current names
-(the model's ``renamed_arguments``). anomalib's own models are not touched.
+For the plugin's models (subclasses of :class:`FlowModuleMixin`), every model argument the user did not give (on
+the command line or in a ``--config`` file) takes the checkpoint's saved value, and a given value that differs
+from the checkpoint's is refused with a message naming both, except for the scoring-only arguments
+(:data:`SCORING_ARGUMENTS`): those use the given value, with a log line naming the saved one. Argument names saved
+by an older release are read under their current names (the model's ``renamed_arguments``). anomalib's own models
+are not touched.
+
+"Given" means given by the user, not "different from the default": a value typed equal to the model's default
+(``--model.scoring label_free``) is given too. jsonargparse's parsed config holds every default, so
+:func:`given_model_arguments` parses the same command line again without the defaults to find which model
+arguments it sets. ``anomalib export`` rebuilds the model from the checkpoint (``Engine.export`` calls
+``load_from_checkpoint``), so there the given scoring-only values are passed to that reload as overrides.
 
 :func:`extend_cli` installs this on ``anomalib.cli.cli.AnomalibCLI``; the start-up hook calls it right after that
 module is imported (and :func:`anomalib_nfplus.plugin.register` calls it where it already was).
 """
 
+import argparse
+import contextlib
 import functools
 import importlib
 import inspect
 import logging
 import pickle
 import sys
-from collections.abc import Mapping
+import warnings
+from collections.abc import Collection, Iterator, Mapping
 from enum import Enum
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,11 +42,57 @@ import torch
 if TYPE_CHECKING:
     from anomalib_nfplus.models.components import FlowModuleMixin
 
-__all__ = ["apply_checkpoint_arguments", "extend_cli", "saved_arguments"]
+__all__ = [
+    "SCORING_ARGUMENTS",
+    "apply_checkpoint_arguments",
+    "extend_cli",
+    "given_model_arguments",
+    "saved_arguments",
+    "scoring_arguments",
+]
 
 logger = logging.getLogger(__name__)
 
 _MARK = "_anomalib_nfplus_checkpoint_arguments"
+#: CLI attribute: the given scoring-only values ``anomalib export`` must rebuild the checkpoint's model with.
+_EXPORT_SCORING = "_anomalib_nfplus_export_scoring"
+
+#: Per model (class name; subclasses inherit their base's entry), the arguments that only change how the trained
+#: weights and training statistics are turned into scores, so ``--ckpt_path`` lets the user's value differ from the
+#: checkpoint's. Each one changes no parameter, no saved buffer and no training statistic:
+#:
+#: - ``CflowAD``: ``scoring`` (its ``TrainingStatistics`` always hold the mean and standard deviation ``"zscore"``
+#:   needs and the minimum ``"likelihood"`` needs) and ``top_k`` (how the image score is read from the map).
+#: - ``HGAD``: ``scoring`` and ``use_entropy`` (the statistics hold every map kind of every level: negative entropy,
+#:   label-free and per-class likelihood, whatever the scoring) and ``top_k``.
+#: - ``DifferNet``: ``n_test_transforms`` (the score is the mean over the test rotations and the model has no
+#:   training statistics; the rotations are not saved in the checkpoint).
+#:
+#: Every other saved argument given differently is refused: most shape the weights or the statistics (the
+#: architecture, the features), the rest record how the checkpoint was trained. anomalib's post-processor keeps the
+#: thresholds and normalisation bounds it fitted on validation scores in the checkpoint; those were computed with
+#: the saved values, which the log line says.
+SCORING_ARGUMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "CflowAD": ("scoring", "top_k"),
+        "HGAD": ("scoring", "top_k", "use_entropy"),
+        "DifferNet": ("n_test_transforms",),
+    }
+)
+
+
+def scoring_arguments(model_class: type) -> tuple[str, ...]:
+    """The scoring-only arguments of ``model_class`` (:data:`SCORING_ARGUMENTS`, looked up along its bases).
+
+    Example:
+        >>> from anomalib_nfplus import HGAD
+        >>> scoring_arguments(HGAD)
+        ('scoring', 'top_k', 'use_entropy')
+    """
+    for base in model_class.__mro__:
+        if base.__name__ in SCORING_ARGUMENTS:
+            return SCORING_ARGUMENTS[base.__name__]
+    return ()
 
 
 def extend_cli() -> None:
@@ -46,6 +104,7 @@ def extend_cli() -> None:
     if cli_class is None or getattr(cli_class.before_instantiate_classes, _MARK, False):
         return
     original = cli_class.before_instantiate_classes
+    original_instantiate = cli_class.instantiate_classes
 
     @functools.wraps(original)
     def before_instantiate_classes(self: Any) -> None:
@@ -53,21 +112,60 @@ def extend_cli() -> None:
         section = self.config.get(subcommand) if subcommand else None
         if hasattr(section, "get"):  # a trainer/anomalib subcommand's Namespace (install and pipelines too)
             try:
-                apply_checkpoint_arguments(section)
+                if _checkpoint_model_class(section) is not None:
+                    _, scoring = _apply(section, given_model_arguments(self, subcommand))
+                    setattr(self, _EXPORT_SCORING, scoring if subcommand == "export" else {})
             except ValueError as error:
                 self._parser(subcommand).error(str(error))
         original(self)
 
+    @functools.wraps(original_instantiate)
+    def instantiate_classes(self: Any) -> None:
+        original_instantiate(self)
+        scoring = getattr(self, _EXPORT_SCORING, None)
+        engine = getattr(self, "engine", None)
+        if scoring and engine is not None:
+            _export_with_scoring(engine, scoring)
+
     setattr(before_instantiate_classes, _MARK, True)
+    setattr(instantiate_classes, _MARK, True)
     cli_class.before_instantiate_classes = before_instantiate_classes
+    cli_class.instantiate_classes = instantiate_classes
 
 
-def apply_checkpoint_arguments(section: Any) -> list[str]:
+def _export_with_scoring(engine: Any, scoring: dict[str, Any]) -> None:
+    """Make ``engine.export`` rebuild the model from the checkpoint with the given scoring-only arguments.
+
+    ``Engine.export(ckpt_path=...)`` discards the model the CLI built and calls ``load_from_checkpoint(ckpt_path)``,
+    which restores every saved argument, scoring ones included. This instance's ``export`` does that reload itself,
+    passing ``scoring`` as the overriding arguments ``load_from_checkpoint`` takes, and exports the result.
+    """
+    original = engine.export
+
+    @functools.wraps(original)
+    def export(*args: Any, **kwargs: Any) -> Any:
+        model, ckpt_path = kwargs.get("model"), kwargs.get("ckpt_path")
+        if not args and model is not None and ckpt_path:
+            kwargs["model"] = type(model).load_from_checkpoint(Path(ckpt_path).resolve(), **scoring)
+            kwargs["ckpt_path"] = None
+        return original(*args, **kwargs)
+
+    engine.export = export
+
+
+def apply_checkpoint_arguments(section: Any, given: Collection[str] | None = None) -> list[str]:
     """Fill a subcommand's ``model.init_args`` from its ``ckpt_path`` for the plugin's models.
+
+    Arguments in ``given`` keep their value: it must equal the checkpoint's, except for the model's
+    :func:`scoring_arguments`, whose given value is used (logged when it differs). The others take the
+    checkpoint's value.
 
     Args:
         section (Any): The parsed subcommand section (a ``jsonargparse.Namespace`` with ``model`` and
             ``ckpt_path``); changed in place.
+        given (Collection[str] | None, optional): Names of the model arguments the user gave (command line or
+            config file), as :func:`given_model_arguments` finds them. ``None``: unknown, so an argument counts as
+            given when its value differs from the model's default. Defaults to ``None``.
 
     Returns:
         list[str]: Names of the arguments taken from the checkpoint (empty when nothing applies).
@@ -76,19 +174,22 @@ def apply_checkpoint_arguments(section: Any) -> list[str]:
         ValueError: The checkpoint cannot be read, was saved by another model, or was trained with arguments
             that differ from the ones given.
     """
-    ckpt_path = section.get("ckpt_path")
-    model = section.get("model")
-    if not ckpt_path or model is None or not isinstance(model.get("class_path"), str):
-        return []
-    model_class = _plugin_model_class(model["class_path"])
+    return _apply(section, given)[0]
+
+
+def _apply(section: Any, given: Collection[str] | None) -> tuple[list[str], dict[str, Any]]:
+    """:func:`apply_checkpoint_arguments`, and the given scoring-only values that differ from the checkpoint's."""
+    model_class = _checkpoint_model_class(section)
     if model_class is None:
-        return []
+        return [], {}
+    ckpt_path, model = section["ckpt_path"], section["model"]
     saved = saved_arguments(ckpt_path)
     if not saved:
-        return []
+        return [], {}
     parameters = inspect.signature(model_class.__init__).parameters
     name = model_class.__name__
-    saved = _current_names(saved, getattr(model_class, "renamed_arguments", {}), name, ckpt_path)
+    renames = getattr(model_class, "renamed_arguments", {})
+    saved = _current_names(saved, renames, name, ckpt_path)
     unknown = sorted(set(saved) - set(parameters))
     if unknown:
         msg = (
@@ -99,16 +200,24 @@ def apply_checkpoint_arguments(section: Any) -> list[str]:
     init_args = model.get("init_args")
     if init_args is None:
         model["init_args"] = init_args = type(model)()
-    filled, conflicts = [], []
+    given_now = None if given is None else {renames.get(key, key) for key in given}
+    scoring = scoring_arguments(model_class)
+    filled, conflicts, kept = [], [], {}
     for key, value in saved.items():
-        given, default = init_args.get(key), parameters[key].default
-        if _plain(given) == _plain(value):
+        current = init_args.get(key)
+        if key in init_args and _plain(current) == _plain(value):
             continue
-        if key not in init_args or _plain(given) == _plain(default):
+        if given_now is None:  # unknown: the old rule, a value other than the default was given
+            is_given = key in init_args and _plain(current) != _plain(parameters[key].default)
+        else:
+            is_given = key in given_now and key in init_args
+        if not is_given:
             init_args[key] = value
             filled.append(key)
+        elif key in scoring:
+            kept[key] = current
         else:
-            conflicts.append(f"{key}={value!r} (given: {given!r})")
+            conflicts.append(f"{key}={value!r} (given: {current!r})")
     if conflicts:
         msg = (
             f"--ckpt_path {ckpt_path} was trained with other {name} arguments than the ones given: "
@@ -118,7 +227,99 @@ def apply_checkpoint_arguments(section: Any) -> list[str]:
         raise ValueError(msg)
     if filled:
         logger.info("%s arguments taken from %s: %s", name, ckpt_path, ", ".join(filled))
-    return filled
+    if kept:
+        logger.info(
+            "%s uses the given %s rather than the values saved in %s: scoring-only arguments share the weights and "
+            "training statistics (the saved thresholds and normalisation were fitted with the saved values).",
+            name,
+            "; ".join(f"{key}={value!r} (saved: {saved[key]!r})" for key, value in kept.items()),
+            ckpt_path,
+        )
+    return filled, kept
+
+
+def given_model_arguments(cli: Any, subcommand: str) -> set[str] | None:
+    """Names of the model arguments the user gave to ``cli`` (on the command line or in ``--config`` files).
+
+    jsonargparse's parsed config holds every default, so the command line the parser read (``parser.args``) is
+    parsed again with ``defaults=False`` onto the parsed config without its ``model`` (the other sections stay, so
+    argument links still find their sources): what ``model.init_args`` then holds was given, whatever its value.
+
+    Args:
+        cli (Any): An ``AnomalibCLI`` after parsing (``parser``, ``config``).
+        subcommand (str): The parsed subcommand.
+
+    Returns:
+        set[str] | None: The given ``model.init_args`` names; ``None`` (with a warning) when this version of
+        anomalib or jsonargparse does not have the expected structure, or the second parse fails.
+    """
+    try:
+        return _given_model_arguments(cli, subcommand)
+    except _CannotTellError as error:
+        warnings.warn(
+            f"--ckpt_path: cannot tell which model arguments were given ({error}); arguments equal to the model's "
+            "default are treated as left out and take the checkpoint's value.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+class _CannotTellError(Exception):
+    """The CLI does not have the structure :func:`given_model_arguments` reads."""
+
+
+def _given_model_arguments(cli: Any, subcommand: str) -> set[str]:
+    parser = getattr(cli, "parser", None)
+    args = getattr(parser, "args", None)  # jsonargparse keeps the command line it parsed
+    config: Any = getattr(cli, "config", None)
+    if parser is None or not callable(getattr(parser, "parse_args", None)) or not hasattr(config, "clone"):
+        msg = "the CLI has no jsonargparse parser and parsed config"
+        raise _CannotTellError(msg)
+    if not isinstance(args, list) or not all(isinstance(arg, str) for arg in args):
+        msg = "the parser does not keep the command line it parsed (jsonargparse's parser.args)"
+        raise _CannotTellError(msg)
+    without_model = config.clone()
+    try:
+        without_model[subcommand].pop("model", None)
+        with _raising_errors(parser, _subcommand_parser(cli, subcommand)):
+            reparsed = parser.parse_args(list(args), namespace=without_model, defaults=False)
+        model = reparsed[subcommand].get("model")
+    # SystemExit: a parser that still exits on errors; the second parse must never end the command.
+    except (argparse.ArgumentError, LookupError, AttributeError, TypeError, ValueError, SystemExit) as error:
+        msg = f"parsing the command line again without defaults failed: {error}"
+        raise _CannotTellError(msg) from error
+    given: set[str] = set()
+    for part in ("init_args", "dict_kwargs"):
+        values = model.get(part) if hasattr(model, "get") else None
+        if isinstance(values, Mapping):
+            given.update(map(str, values))
+        elif values is not None:
+            given.update(vars(values))  # a Namespace: its top-level names (``keys()`` would list nested leaves)
+    return {name for name in given if not name.startswith("__")}  # not jsonargparse's ``__path__``
+
+
+def _subcommand_parser(cli: Any, subcommand: str) -> Any:
+    """The subcommand's parser (anomalib's ``_parser``), or ``None``."""
+    get_parser = getattr(cli, "_parser", None)
+    try:
+        return get_parser(subcommand) if callable(get_parser) else None
+    except (KeyError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def _raising_errors(*parsers: Any) -> Iterator[None]:
+    """Within the block, the parsers raise ``argparse.ArgumentError`` instead of printing usage and exiting."""
+    parsers = tuple(p for p in parsers if p is not None and hasattr(p, "exit_on_error"))
+    old = [p.exit_on_error for p in parsers]
+    for p in parsers:
+        p.exit_on_error = False
+    try:
+        yield
+    finally:
+        for p, value in zip(parsers, old, strict=True):
+            p.exit_on_error = value
 
 
 def saved_arguments(ckpt_path: str | Path) -> dict[str, Any]:
@@ -159,6 +360,14 @@ def _current_names(
         return saved
     logger.info("%s arguments saved under old names in %s: %s", name, ckpt_path, ", ".join(old))
     return {renames.get(key, key): value for key, value in saved.items()}
+
+
+def _checkpoint_model_class(section: Any) -> "type[FlowModuleMixin] | None":
+    """The plugin model class of a parsed section that has a ``ckpt_path``, else ``None``."""
+    model = section.get("model")
+    if not section.get("ckpt_path") or model is None or not isinstance(model.get("class_path"), str):
+        return None
+    return _plugin_model_class(model["class_path"])
 
 
 def _plugin_model_class(class_path: str) -> "type[FlowModuleMixin] | None":

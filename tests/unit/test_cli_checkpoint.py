@@ -1,14 +1,22 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""``anomalib ... --ckpt_path``: the plugin models' arguments come from the checkpoint; mismatches are refused."""
+"""``anomalib ... --ckpt_path``: the plugin models' arguments come from the checkpoint; mismatches are refused.
 
+Arguments the user gave (even at their default value) count as given; only scoring-only arguments may differ.
+"""
+
+import inspect
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from jsonargparse import Namespace
 
-from anomalib_nfplus.cli_checkpoint import apply_checkpoint_arguments, extend_cli
+from anomalib_nfplus import _catalog, cli_checkpoint
+from anomalib_nfplus.cli_checkpoint import SCORING_ARGUMENTS, apply_checkpoint_arguments, extend_cli
+from tests.helpers.tiny_models import model_class, tiny_kwargs
 
 SAVED = {
     "backbone": "tf_efficientnet_lite0",
@@ -101,7 +109,140 @@ def test_extend_cli_wraps_anomalibs_cli_once() -> None:
     from anomalib.cli.cli import AnomalibCLI
 
     extend_cli()
-    wrapped = AnomalibCLI.before_instantiate_classes
+    wrapped = AnomalibCLI.before_instantiate_classes, AnomalibCLI.instantiate_classes
     extend_cli()
-    assert AnomalibCLI.before_instantiate_classes is wrapped
-    assert wrapped.__wrapped__.__name__ == "before_instantiate_classes"
+    assert (AnomalibCLI.before_instantiate_classes, AnomalibCLI.instantiate_classes) == wrapped
+    assert [method.__wrapped__.__name__ for method in wrapped] == ["before_instantiate_classes", "instantiate_classes"]
+
+
+# --- given (typed, even at the default) versus left out ------------------------------------------------------------
+
+HGAD_DEFAULTS = {"backbone": "tf_efficientnet_b6", "coupling_blocks": 12, "scoring": "label_free", "top_k": None}
+HGAD_SAVED = {"backbone": "tf_efficientnet_lite0", "coupling_blocks": 2, "scoring": "class_conditional", "top_k": 0.1}
+
+
+def _hgad(ckpt: Path, **given: Any) -> Namespace:
+    """``--model HGAD`` as jsonargparse parses it: every argument, the given ones at their given value."""
+    init_args = Namespace(**{**HGAD_DEFAULTS, **given})
+    return Namespace(model=Namespace(class_path="anomalib_nfplus.HGAD", init_args=init_args), ckpt_path=str(ckpt))
+
+
+def test_a_scoring_argument_typed_at_its_default_wins_over_the_checkpoint(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    section = _hgad(_checkpoint(tmp_path, HGAD_SAVED), scoring="label_free")  # the default, typed
+    with caplog.at_level(logging.INFO, logger="anomalib_nfplus.cli_checkpoint"):
+        filled = apply_checkpoint_arguments(section, given={"scoring"})
+    assert section.model.init_args.scoring == "label_free"
+    assert sorted(filled) == ["backbone", "coupling_blocks", "top_k"]
+    assert "scoring='label_free' (saved: 'class_conditional')" in caplog.text
+
+
+def test_a_scoring_argument_left_out_takes_the_saved_value(tmp_path: Path) -> None:
+    section = _hgad(_checkpoint(tmp_path, HGAD_SAVED))
+    filled = apply_checkpoint_arguments(section, given=set())
+    assert (section.model.init_args.scoring, section.model.init_args.top_k) == ("class_conditional", 0.1)
+    assert sorted(filled) == ["backbone", "coupling_blocks", "scoring", "top_k"]
+
+
+def test_scoring_arguments_differing_either_way_are_accepted(tmp_path: Path) -> None:
+    saved = {**HGAD_SAVED, "scoring": "label_free", "use_entropy": True}
+    section = _hgad(_checkpoint(tmp_path, saved), scoring="class_conditional", top_k=None, use_entropy=False)
+    apply_checkpoint_arguments(section, given={"scoring", "top_k", "use_entropy"})
+    init_args = section.model.init_args
+    assert (init_args.scoring, init_args.top_k, init_args.use_entropy) == ("class_conditional", None, False)
+
+
+def test_an_architecture_argument_given_differently_is_refused_naming_both(tmp_path: Path) -> None:
+    ckpt = _checkpoint(tmp_path, HGAD_SAVED)
+    with pytest.raises(ValueError, match=r"coupling_blocks=2 \(given: 4\)"):
+        apply_checkpoint_arguments(_hgad(ckpt, coupling_blocks=4), given={"coupling_blocks", "scoring"})
+    # typed at the model's default (12) is given too: refused, not replaced by the checkpoint's 2
+    with pytest.raises(ValueError, match=r"coupling_blocks=2 \(given: 12\)"):
+        apply_checkpoint_arguments(_hgad(ckpt), given={"coupling_blocks"})
+
+
+def test_arguments_left_out_take_the_saved_value_and_are_never_refused(tmp_path: Path) -> None:
+    section = _hgad(_checkpoint(tmp_path, HGAD_SAVED), coupling_blocks=4)  # a parsed value the user did not give
+    filled = apply_checkpoint_arguments(section, given={"top_k"})
+    assert section.model.init_args.coupling_blocks == 2
+    assert section.model.init_args.top_k is None  # given: kept
+    assert "coupling_blocks" in filled
+
+
+def test_given_names_of_an_older_release_count_as_given(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"coupling_blocks=2 \(given: 12\)"):
+        apply_checkpoint_arguments(_hgad(_checkpoint(tmp_path, HGAD_SAVED)), given={"n_blocks"})
+
+
+def test_scoring_arguments_are_declared_for_every_model_and_exist() -> None:
+    assert set(SCORING_ARGUMENTS) == set(_catalog.MODELS)
+    for name, arguments in SCORING_ARGUMENTS.items():
+        parameters = inspect.signature(model_class(name).__init__).parameters
+        assert set(arguments) <= set(parameters), name
+
+
+# --- through anomalib's CLI: what the user typed or wrote in a config file -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hgad_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint's arguments (no weights: the CLI is not run) of a tiny HGAD scored class-conditionally."""
+    saved = {key: value for key, value in tiny_kwargs("HGAD", 64).items() if key != "visualizer"}
+    saved |= {"scoring": "class_conditional", "top_k": 0.1}
+    return _checkpoint(tmp_path_factory.mktemp("hgad_ckpt"), saved)
+
+
+def _cli_model(args: list[str]) -> Any:
+    from anomalib.cli import AnomalibCLI
+
+    extend_cli()
+    cli = AnomalibCLI(["export", *args, "--export_type", "openvino"], run=False)
+    return cli.config_init["export"]["model"]
+
+
+def test_cli_uses_a_typed_default_scoring_and_the_saved_rest(hgad_ckpt: Path) -> None:
+    model = _cli_model(["--model", "HGAD", "--ckpt_path", str(hgad_ckpt), "--model.scoring", "label_free"])
+    assert model.model.scoring == "label_free"  # typed (the default): kept
+    assert model.model.top_k == 0.1  # left out: the checkpoint's
+    assert model.hparams["coupling_blocks"] == 2
+    left_out = _cli_model(["--model", "HGAD", "--ckpt_path", str(hgad_ckpt)])
+    assert left_out.model.scoring == "class_conditional"
+
+
+def test_cli_counts_config_file_values_as_given(hgad_ckpt: Path, tmp_path: Path) -> None:
+    config = tmp_path / "model.yaml"
+    config.write_text("model:\n  class_path: anomalib_nfplus.HGAD\n  init_args:\n    top_k: null\n")
+    model = _cli_model(["--config", str(config), "--ckpt_path", str(hgad_ckpt)])
+    assert (model.model.top_k, model.model.scoring) == (None, "class_conditional")
+
+
+def test_cli_refuses_a_typed_default_architecture_argument(hgad_ckpt: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        _cli_model(["--model", "HGAD", "--ckpt_path", str(hgad_ckpt), "--model.coupling_blocks", "12"])
+    assert "coupling_blocks=2 (given: 12)" in capsys.readouterr().err
+
+
+def test_export_rebuilds_the_checkpoints_model_with_the_given_scoring_arguments() -> None:
+    """``Engine.export(ckpt_path=...)`` reloads the checkpoint with its saved arguments; the CLI's export passes the
+    given scoring-only ones as ``load_from_checkpoint`` overrides and exports that model."""
+    calls: list[tuple[str, Any]] = []
+
+    class Model:
+        @classmethod
+        def load_from_checkpoint(cls, path: Path, **overrides: Any) -> str:
+            calls.append(("load", (path, overrides)))
+            return "reloaded"
+
+    class Engine:
+        def export(self, **kwargs: Any) -> str:
+            calls.append(("export", kwargs))
+            return "exported"
+
+    engine = Engine()
+    cli_checkpoint._export_with_scoring(engine, {"scoring": "label_free"})
+    assert engine.export(model=Model(), ckpt_path="model.ckpt", export_type="openvino") == "exported"
+    assert calls == [
+        ("load", (Path("model.ckpt").resolve(), {"scoring": "label_free"})),
+        ("export", {"model": "reloaded", "ckpt_path": None, "export_type": "openvino"}),
+    ]
