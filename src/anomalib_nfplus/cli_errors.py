@@ -125,12 +125,17 @@ def _is_plugin_class(class_type: type) -> bool:
 
 
 def _is_plugin_data_error(error: BaseException) -> bool:
-    """The plugin's set-up errors whose message is complete: missing data folders, unusable backbone weights."""
+    """The plugin's errors whose message is complete.
+
+    Missing data folders, unusable backbone weights, and statistics that were never collected (the export of an
+    untrained model or of a last-finite checkpoint).
+    """
     from anomalib_nfplus.backbones.weights import BackboneWeightsError
     from anomalib_nfplus.data.mvtec import MVTecDataError
     from anomalib_nfplus.data.unified import UnifiedDataError
+    from anomalib_nfplus.models.components import UnfittedStatisticsError
 
-    return isinstance(error, MVTecDataError | UnifiedDataError | BackboneWeightsError)
+    return isinstance(error, MVTecDataError | UnifiedDataError | BackboneWeightsError | UnfittedStatisticsError)
 
 
 def _exit(cli: Any, message: str, status: int, cause: BaseException) -> None:

@@ -10,8 +10,10 @@ edge runtime; and the non-finite-loss stop. A new catalogue model is covered by 
 The images are 64 px and the models run at 48 px, so a reload that lost the pre-processing (resize and the
 backbone's normalisation) changes every score. ``anomalib export`` runs as a real command with only ``--model`` and
 ``--ckpt_path``: the checkpoint's saved arguments must rebuild the trained model, and the export size must come
-from its pre-processor. An export takes tens of seconds (mostly tracing, largely one thread), so each model's
-exports start in the background as soon as its checkpoint exists and run alongside the in-process checks.
+from its pre-processor. Each model trains with its own copy of the backbone weights, deleted once the checkpoint
+exists: every reload and export then gets the backbone from the checkpoint alone, as on another machine. An export
+takes tens of seconds (mostly tracing, largely one thread), so each model's exports start in the background as soon
+as its checkpoint exists and run alongside the in-process checks.
 """
 
 import contextlib
@@ -20,6 +22,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +41,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from PIL import Image
 
 from anomalib_nfplus._catalog import MODELS
+from anomalib_nfplus.backbones import BackboneWeightsError, offline_weights
 from anomalib_nfplus.data.synthetic import make_mvtec_like
 from anomalib_nfplus.deploy import EdgeModel
 from anomalib_nfplus.models.components import NonFiniteLossError
@@ -144,11 +148,14 @@ def _selected(request: pytest.FixtureRequest, name: str, marker: str | None = No
 def _fit(name: str, data_root: Path, root: Path, export: bool) -> Life:
     torch.manual_seed(0)
     datamodule = _datamodule(data_root)
-    model = tiny_model(name, SIZE)
+    weights = root / "backbone.pth"  # saved in the hyper-parameters, gone before anything reloads the checkpoint
+    shutil.copy(offline_weights("tf_efficientnet_lite0"), weights)
+    model = tiny_model(name, SIZE, backbone_weights=str(weights))
     engine = _engine(root / "fit")
     engine.fit(model, datamodule=datamodule)
     ckpt = Path(engine.trainer.checkpoint_callback.best_model_path)
     assert ckpt.is_file(), "fit wrote no checkpoint"
+    weights.unlink()
     return Life(name, model, engine, datamodule, ckpt, root, _start_exports(name, ckpt, root) if export else None)
 
 
@@ -235,6 +242,16 @@ def test_a_non_finite_loss_stops_training_before_the_step_and_saves_the_weights(
     for key, value in before.items():
         assert torch.equal(after[key], value), f"{key} changed although the step was not taken"
         assert torch.equal(state[key], value), f"{key} in {saved.name} is not the weights before the step"
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_fit_without_the_backbone_weights_file_fails_naming_it(name: str, data_root: Path, tmp_path: Path) -> None:
+    """A model built while its weights file is missing waits for a checkpoint; fitting it without one refuses."""
+    model = tiny_model(name, SIZE, backbone_weights=str(tmp_path / "gone.pth"))
+    engine = _engine(tmp_path)
+    with pytest.raises(BackboneWeightsError, match=rf"backbone_weights file not found: {re.escape(str(tmp_path))}"):
+        engine.fit(model, datamodule=_datamodule(data_root))
+    assert engine.trainer.global_step == 0
 
 
 # --- checkpoints ---------------------------------------------------------------------------------------------------

@@ -15,13 +15,24 @@ Example:
     ([128, 256], [8, 16])
     >>> [f.shape for f in extractor(torch.rand(1, 3, 64, 64))]
     [torch.Size([1, 128, 8, 8]), torch.Size([1, 256, 4, 4])]
+
+Weights from a checkpoint: a trained model's checkpoint holds its backbone's weights, so building the model to load
+one must need neither the ``backbone_weights`` file nor the network. An extractor built inside
+:func:`weights_from_checkpoint` (what ``load_from_checkpoint`` of the plugin's models does), or with
+``defer_unavailable_weights=True`` (what their torch models pass) when the weights cannot be obtained here, starts
+from random weights marked *pending* (:attr:`FeatureExtractor.pending_weights`). Loading a state dict that holds the
+backbone clears the mark; running a pending backbone raises :class:`~anomalib_nfplus.backbones.BackboneWeightsError`
+with the reason and the fix, so random weights are never trained or scored with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import torch
 from timm.models import FeatureInfo
@@ -29,9 +40,42 @@ from torch import nn
 
 from anomalib_nfplus.backbones._timm import check_backbone, feature_module_names
 from anomalib_nfplus.backbones.fold import fold_batchnorm
-from anomalib_nfplus.backbones.weights import create_timm_model
+from anomalib_nfplus.backbones.weights import UNAVAILABLE_WEIGHTS, BackboneWeightsError, create_timm_model
 
-__all__ = ["FeatureExtractor", "available_layers"]
+__all__ = ["FeatureExtractor", "available_layers", "require_backbone_weights", "weights_from_checkpoint"]
+
+logger = logging.getLogger(__name__)
+
+#: Set while a model is built to receive a checkpoint's state dict (see :func:`weights_from_checkpoint`).
+_FROM_CHECKPOINT: ContextVar[bool] = ContextVar("anomalib_nfplus_weights_from_checkpoint", default=False)
+
+
+@contextmanager
+def weights_from_checkpoint() -> Iterator[None]:
+    """Backbones built inside the block skip their pretrained weights: the checkpoint loaded next supplies them.
+
+    Neither the ``backbone_weights`` file nor the hub is touched; each extractor is marked pending until a state
+    dict holding its weights is loaded (see the module docstring).
+    """
+    token = _FROM_CHECKPOINT.set(True)
+    try:
+        yield
+    finally:
+        _FROM_CHECKPOINT.reset(token)
+
+
+def require_backbone_weights(module: nn.Module) -> None:
+    """Raise :class:`BackboneWeightsError` if a :class:`FeatureExtractor` inside ``module`` still waits for its weights.
+
+    Args:
+        module (nn.Module): A model, or any module holding feature extractors.
+
+    Raises:
+        BackboneWeightsError: The first pending extractor's reason and the fixes.
+    """
+    for child in module.modules():
+        if isinstance(child, FeatureExtractor):
+            child.require_weights()
 
 
 def available_layers(backbone: str) -> list[str]:
@@ -65,11 +109,17 @@ class FeatureExtractor(nn.Module):
         fold_norms (bool, optional): Fold each ``conv -> BatchNorm`` pair into the convolution (same outputs up to
             rounding, one pass per feature map fewer; see :func:`~anomalib_nfplus.backbones.fold.fold_batchnorm`).
             Defaults to ``True``.
+        defer_unavailable_weights (bool, optional): When the pretrained weights cannot be obtained here (missing
+            ``backbone_weights`` file, unreachable hub, offline-weights package not installed), build the backbone
+            with pending weights instead of failing, for a state dict to fill (see the module docstring). Weights
+            that do not fit still fail at once. Defaults to ``False``.
 
     Attributes:
         layers (tuple[str, ...]): The selected layers.
         channels (list[int]): Channels of each output.
         strides (list[int]): Downsampling factor of each output relative to the input.
+        pending_weights (str | None): ``None`` when the backbone holds the weights it was asked for; otherwise why
+            it does not (it then refuses to run until a state dict holding its weights is loaded).
     """
 
     def __init__(
@@ -80,6 +130,7 @@ class FeatureExtractor(nn.Module):
         backbone_weights: str | Path | None = None,
         requires_input_grad: bool = False,
         fold_norms: bool = True,
+        defer_unavailable_weights: bool = False,
     ) -> None:
         super().__init__()
         check_backbone(backbone)
@@ -91,13 +142,8 @@ class FeatureExtractor(nn.Module):
             msg = f"Unknown layers {unknown} for backbone {backbone!r}. Available layers: {names}."
             raise ValueError(msg)
         indices = sorted(names.index(layer) for layer in self.layers)
-        self.model = create_timm_model(
-            backbone,
-            pre_trained=pre_trained,
-            backbone_weights=backbone_weights,
-            features_only=True,
-            out_indices=tuple(indices),
-        )
+        self.pending_weights: str | None = None
+        self.model = self._create(backbone, tuple(indices), pre_trained, backbone_weights, defer_unavailable_weights)
         info = cast(FeatureInfo, self.model.feature_info)  # a features_only model's
         if info.module_name() != [names[i] for i in indices]:  # guards against a timm indexing change
             msg = f"timm returned layers {info.module_name()} for out_indices {indices} of {backbone!r}."
@@ -113,12 +159,77 @@ class FeatureExtractor(nn.Module):
         self.model.requires_grad_(False)
         self.train(False)
 
+    def _create(
+        self,
+        backbone: str,
+        indices: tuple[int, ...],
+        pre_trained: bool,
+        backbone_weights: str | Path | None,
+        defer: bool,
+    ) -> nn.Module:
+        """The timm model with its weights, or with random ones and :attr:`pending_weights` set."""
+        wants_weights = pre_trained or backbone_weights is not None
+        if wants_weights and _FROM_CHECKPOINT.get():
+            self.pending_weights = "they were skipped because the model was built to load a checkpoint."
+        else:
+            try:
+                return create_timm_model(
+                    backbone,
+                    pre_trained=pre_trained,
+                    backbone_weights=backbone_weights,
+                    features_only=True,
+                    out_indices=indices,
+                )
+            except UNAVAILABLE_WEIGHTS as err:
+                if not defer:
+                    raise
+                self.pending_weights = str(err)
+                logger.info("Backbone %s built without its weights, for a checkpoint to fill: %s", backbone, err)
+        return create_timm_model(backbone, pre_trained=False, features_only=True, out_indices=indices)
+
+    def require_weights(self) -> None:
+        """Raise :class:`BackboneWeightsError` while the weights are pending (see :attr:`pending_weights`)."""
+        if self.pending_weights is None:
+            return
+        reason = self.pending_weights.rstrip(".")
+        msg = (
+            f"Backbone {self.backbone!r} has no pretrained weights: {reason}. It was built without them so that a "
+            "checkpoint of the trained model could supply them (Model.load_from_checkpoint(path), ckpt_path=..., "
+            "--ckpt_path), but no state dict holding the backbone was loaded, and random weights are never trained or "
+            "scored with. To train, make the weights available (an existing backbone_weights file, the timm hub, or "
+            "pre_trained=False for a random backbone); to score or export a trained model, load its checkpoint."
+        )
+        raise BackboneWeightsError(msg)
+
+    def _load_from_state_dict(
+        self,
+        state_dict: Mapping[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Torch's per-module loading hook: a state dict with every backbone tensor clears :attr:`pending_weights`."""
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if self.pending_weights is None:
+            return
+        if all(
+            isinstance(value := state_dict.get(f"{prefix}model.{key}"), torch.Tensor) and value.shape == own.shape
+            for key, own in self.model.state_dict().items()
+        ):
+            self.pending_weights = None
+
     def train(self, mode: bool = True) -> FeatureExtractor:
         """Keep the backbone in eval mode whatever ``mode`` is, so BatchNorm statistics never change."""
         return super().train(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Return one ``(B, C_i, H / s_i, W / s_i)`` map per layer, in the order of ``layers``."""
+        self.require_weights()
         if self.requires_input_grad:
             features = self.model(images)
         else:

@@ -53,6 +53,8 @@ class PyramidFeatureExtractor(nn.Module):
         backbone_weights (str | Path | None, optional): Local timm state dict of the full model.
             Defaults to ``None``.
         requires_input_grad (bool, optional): Let gradients reach the input images. Defaults to ``False``.
+        defer_unavailable_weights (bool, optional): Pending weights instead of an error when they cannot be
+            obtained here, for a checkpoint to fill (see :class:`FeatureExtractor`). Defaults to ``False``.
 
     Attributes:
         extractor (FeatureExtractor): The shared frozen backbone.
@@ -71,6 +73,7 @@ class PyramidFeatureExtractor(nn.Module):
         pre_trained: bool = True,
         backbone_weights: str | Path | None = None,
         requires_input_grad: bool = False,
+        defer_unavailable_weights: bool = False,
     ) -> None:
         super().__init__()
         self.scales, self.sizes = _check_levels(scales, sizes)
@@ -88,6 +91,7 @@ class PyramidFeatureExtractor(nn.Module):
             pre_trained=pre_trained,
             backbone_weights=backbone_weights,
             requires_input_grad=requires_input_grad,
+            defer_unavailable_weights=defer_unavailable_weights,
         )
         self.channels = list(self.extractor.channels)
         self.strides = list(self.extractor.strides)
@@ -96,6 +100,11 @@ class PyramidFeatureExtractor(nn.Module):
     def num_levels(self) -> int:
         """Number of pyramid levels."""
         return len(self.scales) if self.scales is not None else len(self.sizes or ())
+
+    @property
+    def pending_weights(self) -> str | None:
+        """Why the shared backbone lacks its weights, ``None`` when it has them (see :class:`FeatureExtractor`)."""
+        return self.extractor.pending_weights
 
     @property
     def requires_input_grad(self) -> bool:

@@ -25,7 +25,14 @@ from torch import nn
 from anomalib_nfplus.backbones._timm import arch_name, check_backbone, reference_model
 from anomalib_nfplus.backbones.offline import OFFLINE_BACKBONES, offline_weights
 
-__all__ = ["BackboneWeightsError", "create_timm_model", "load_backbone_weights", "read_state_dict"]
+__all__ = [
+    "UNAVAILABLE_WEIGHTS",
+    "BackboneWeightsError",
+    "BackboneWeightsUnavailableError",
+    "create_timm_model",
+    "load_backbone_weights",
+    "read_state_dict",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +41,16 @@ _MAX_LISTED = 10
 
 class BackboneWeightsError(RuntimeError):
     """Backbone weights could not be obtained, or a weights file does not fit the backbone."""
+
+
+class BackboneWeightsUnavailableError(BackboneWeightsError):
+    """The timm hub could not be reached for the pretrained weights (a checkpoint holding them can still fill them)."""
+
+
+#: What :func:`create_timm_model` raises when the weights cannot be obtained on this machine, as opposed to weights
+#: that do not fit: the hub is unreachable, the ``backbone_weights`` file is missing or unreadable
+#: (``FileNotFoundError``, ``OSError``), the package of the offline weights is not installed (``ImportError``).
+UNAVAILABLE_WEIGHTS: tuple[type[Exception], ...] = (BackboneWeightsUnavailableError, OSError, ImportError)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -135,8 +152,9 @@ def create_timm_model(
 
     Raises:
         ValueError: Unknown backbone, or ``pre_trained=True`` for a backbone timm has no weights for.
-        BackboneWeightsError: The hub download failed (the message names the offline options) or the file does
-            not fit.
+        FileNotFoundError: ``backbone_weights`` is not a file.
+        BackboneWeightsUnavailableError: The hub download failed (the message names the offline options).
+        BackboneWeightsError: The file does not fit the backbone.
     """
     check_backbone(backbone)
     if "pretrained" in timm_kwargs:
@@ -157,7 +175,7 @@ def create_timm_model(
     except TypeError:  # a wrong timm keyword, not a download problem
         raise
     except Exception as err:  # network, HTTP, Hugging Face cache errors: all mean "no weights"
-        raise BackboneWeightsError(_hub_failure_message(backbone, err)) from err
+        raise BackboneWeightsUnavailableError(_hub_failure_message(backbone, err)) from err
 
 
 def _check_has_pretrained(backbone: str) -> None:

@@ -1,14 +1,22 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""Tests of FeatureExtractor: layer selection by name, metadata, freezing, input gradients, export."""
+"""Tests of FeatureExtractor: layer selection by name, metadata, freezing, input gradients, export, pending weights."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
-from anomalib_nfplus.backbones import FeatureExtractor, available_layers
+from anomalib_nfplus.backbones import (
+    BackboneWeightsError,
+    BackboneWeightsUnavailableError,
+    FeatureExtractor,
+    available_layers,
+    require_backbone_weights,
+    weights_from_checkpoint,
+)
 
 SIZE = 64
 
@@ -102,3 +110,67 @@ def test_onnx_dynamo_export(tmp_path: Path) -> None:
     torch.onnx.export(extractor, (torch.rand(1, 3, SIZE, SIZE),), tmp_path / "fe.onnx", dynamo=True)
     graph = onnx.load(tmp_path / "fe.onnx").graph
     assert [o.type.tensor_type.shape.dim[1].dim_value for o in graph.output] == [40, 112]
+
+
+# --- weights a checkpoint supplies -------------------------------------------------------------------------------
+
+
+def _lite(**kwargs: Any) -> FeatureExtractor:
+    return FeatureExtractor("tf_efficientnet_lite0", ("blocks.2",), pre_trained=False, **kwargs)
+
+
+def test_a_missing_weights_file_fails_at_once_unless_deferred(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"gone\.pth"):
+        _lite(backbone_weights=tmp_path / "gone.pth")
+    extractor = _lite(backbone_weights=tmp_path / "gone.pth", defer_unavailable_weights=True)
+    assert "backbone_weights file not found" in (extractor.pending_weights or "")
+    with pytest.raises(
+        BackboneWeightsError, match=r"no pretrained weights: backbone_weights file not found: .*gone\.pth"
+    ):
+        extractor(torch.rand(1, 3, SIZE, SIZE))
+    with pytest.raises(BackboneWeightsError, match="load its checkpoint"):
+        require_backbone_weights(nn.Sequential(extractor))
+
+
+def test_weights_that_do_not_fit_fail_at_once_even_when_deferred(tmp_path: Path) -> None:
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    with pytest.raises(BackboneWeightsError, match="does not fit"):
+        _lite(backbone_weights=tmp_path / "other.pth", defer_unavailable_weights=True)
+
+
+def test_a_state_dict_holding_the_backbone_fills_pending_weights(lite0_weights: Path, tmp_path: Path) -> None:
+    trained = _lite(backbone_weights=lite0_weights)
+    images = torch.rand(2, 3, SIZE, SIZE)
+    expected = trained(images)
+    holder = nn.Sequential(_lite(backbone_weights=tmp_path / "gone.pth", defer_unavailable_weights=True))
+    partial = {k: v for i, (k, v) in enumerate(nn.Sequential(trained).state_dict().items()) if i}
+    holder.load_state_dict(partial, strict=False)
+    assert holder[0].pending_weights is not None, "a state dict without every backbone tensor cleared the mark"
+    holder.load_state_dict(nn.Sequential(trained).state_dict())
+    assert holder[0].pending_weights is None
+    require_backbone_weights(holder)
+    for got, want in zip(holder[0](images), expected, strict=True):
+        assert torch.equal(got, want)
+
+
+def test_an_unreachable_hub_is_deferred(block_hub: list[str]) -> None:
+    with pytest.raises(BackboneWeightsUnavailableError, match="backbone_weights=PATH"):
+        FeatureExtractor("resnet18", ("layer2",))
+    extractor = FeatureExtractor("resnet18", ("layer2",), defer_unavailable_weights=True)
+    assert block_hub, "timm's download path was not reached"
+    with pytest.raises(BackboneWeightsError, match="Could not get pretrained weights for backbone 'resnet18'"):
+        extractor(torch.rand(1, 3, SIZE, SIZE))
+
+
+def test_built_for_a_checkpoint_touches_neither_file_nor_hub(block_hub: list[str], tmp_path: Path) -> None:
+    with weights_from_checkpoint():
+        from_hub = FeatureExtractor("resnet18", ("layer2",))
+        from_file = _lite(backbone_weights=tmp_path / "gone.pth")  # no FileNotFoundError, even without deferral
+        random = FeatureExtractor("resnet18", ("layer2",), pre_trained=False)
+    assert block_hub == []
+    assert from_hub.pending_weights is not None
+    assert from_file.pending_weights is not None
+    assert random.pending_weights is None  # pre_trained=False asks for random weights: nothing to wait for
+    with pytest.raises(BackboneWeightsError, match="built to load a checkpoint"):
+        from_file(torch.rand(1, 3, SIZE, SIZE))
+    assert _lite().pending_weights is None  # outside the block: as before

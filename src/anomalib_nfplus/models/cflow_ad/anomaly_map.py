@@ -7,9 +7,14 @@ Two aggregations, both per image:
 - ``"zscore"`` (default): per level, the negative log-likelihood z-scored with the mean and standard deviation
   of the training images' values at that level, upsampled to the image size and averaged over levels. Levels
   count equally whatever their likelihood scale.
-- ``"likelihood"``: the official aggregation, ``L - sum_l up(exp(log p_l - m_l))``, with ``m_l`` the largest
+- ``"likelihood"``: the official aggregation, ``A = L - sum_l up(exp(log p_l - m_l))``, with ``m_l`` the largest
   training log-likelihood of level ``l`` instead of the test-set maximum the official code uses (CFLOW-AD issue
-  #24, anomalib #169: that makes a score depend on the other test images).
+  #24, anomalib #169: that makes a score depend on the other test images), returned as ``T = -log(1 - A / L)``.
+  ``T`` is a strictly increasing function of ``A`` (the same pixel and image rankings, hence the same AUROC and
+  PRO; ``A = L (1 - exp(-T))``), and keeps the order where float32's ``A`` does not: ``A`` ties every position
+  about 17 nats below the training maximum at ``L``, ``T`` stays ordered at hundreds of nats (HGAD's log-domain
+  form, :func:`~anomalib_nfplus.models.components.scoring.log_maps.complements`, without blur or clamp). It is
+  ``>= 0`` up to the training maximum and negative for positions above it.
 """
 
 from collections.abc import Sequence
@@ -18,7 +23,7 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-from anomalib_nfplus.models.components import TrainingStatistics, upsample_maps
+from anomalib_nfplus.models.components import TrainingStatistics, complements, log_domain, upsample_maps
 
 __all__ = ["SCORINGS", "AnomalyMapGenerator", "Scoring"]
 
@@ -73,5 +78,7 @@ def _likelihood(
     size: tuple[int, int],
 ) -> torch.Tensor:
     # The statistics hold the negative log-likelihood: its minimum is minus the largest training log-likelihood.
-    levels = [torch.exp(log_prob + statistics.minimum[i]) for i, log_prob in enumerate(log_probs)]
-    return len(levels) - upsample_maps(levels, size).sum(dim=1, keepdim=True)
+    a, log_s = complements(
+        [log_prob + statistics.minimum[i] for i, log_prob in enumerate(log_probs)], size, clamp=False
+    )
+    return log_domain(a, log_s)

@@ -53,7 +53,11 @@ class CflowADModel(nn.Module):
             Defaults to ``None``.
 
     Example:
+        >>> from anomalib.data import ImageBatch
         >>> model = CflowADModel("resnet18", ("layer1", "layer2"), pre_trained=False, coupling_blocks=1).eval()
+        >>> model.statistics.reset()  # statistics of (pre-processed) training images, before anything is scored
+        >>> model.update_statistics(ImageBatch(image=torch.rand(4, 3, 64, 64)))
+        >>> model.statistics.finalize()
         >>> output = model(torch.rand(2, 3, 64, 64))
         >>> output.pred_score.shape, output.anomaly_map.shape
         (torch.Size([2]), torch.Size([2, 1, 64, 64]))
@@ -77,8 +81,9 @@ class CflowADModel(nn.Module):
         super().__init__()
         check_top_k(top_k)
         self.top_k = top_k
+        # Weights that cannot be obtained here are left for a checkpoint's state dict (running without them fails).
         self.feature_extractor = FeatureExtractor(
-            backbone, layers, pre_trained=pre_trained, backbone_weights=backbone_weights
+            backbone, layers, pre_trained=pre_trained, backbone_weights=backbone_weights, defer_unavailable_weights=True
         )
         # Every level needs at least one feature position; reflect padding may need more (see ``min_size``).
         self._stride_min = max(self.feature_extractor.strides)
@@ -144,8 +149,13 @@ class CflowADModel(nn.Module):
             raise ValueError(self._too_small_message(*images.shape[-2:])) from error
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
-        """``InferenceBatch(pred_score (B,), anomaly_map (B, 1, H, W))``; training uses :meth:`training_chunks`."""
-        log_probs = self.flows.log_prob_maps(self.encode(images))
+        """``InferenceBatch(pred_score (B,), anomaly_map (B, 1, H, W))``; training uses :meth:`training_chunks`.
+
+        Eager calls need collected :attr:`statistics` (see :meth:`update_statistics`); traces skip that check.
+        """
+        features = self.encode(images)
+        self.statistics.require_fitted(type(self).__name__)
+        log_probs = self.flows.log_prob_maps(features)
         anomaly_map = self.anomaly_map(log_probs, self.statistics, tuple(images.shape[-2:]))
         return InferenceBatch(pred_score=image_score(anomaly_map, self.top_k), anomaly_map=anomaly_map)
 

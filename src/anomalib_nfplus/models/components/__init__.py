@@ -17,8 +17,9 @@ Sub-packages by concern:
 - ``training/``: the mixins above, :func:`warmup_cosine` (CFLOW-AD's schedule, :func:`warmup_cosine_factor`,
   :func:`warmup_cosine_scheduler`), :func:`schedule_epochs`, :data:`OFFICIAL_WARMUP_FRACTION`,
   :func:`check_subnet_precision`;
-- ``scoring/``: :class:`TrainingStatistics`, :func:`upsample_maps`, :func:`image_score`, :func:`check_top_k`,
-  :class:`GaussianBlur`;
+- ``scoring/``: :class:`TrainingStatistics` (:class:`UnfittedStatisticsError`), :func:`upsample_maps`,
+  :func:`image_score`, :func:`check_top_k`, :class:`GaussianBlur`, the log-domain likelihood maps of CflowAD and
+  HGAD (:func:`complements`, :func:`log_domain`);
 - ``export/``: export size, OpenVINO from ``torch.export``, backbone-only INT8 (:func:`backbone_only_scope`);
 - ``host/``: :func:`flow_pre_processor`, :func:`check_images`, :func:`float32_scoring`, DDP helpers
   (:func:`process_grid`), the category visualizer, :func:`renamed_arguments` and :func:`renamed_attributes`
@@ -39,7 +40,17 @@ from .host import (
     renamed_attributes,
 )
 from .lightning import FlowModuleMixin
-from .scoring import GaussianBlur, ScoringStepsMixin, TrainingStatistics, check_top_k, image_score, upsample_maps
+from .scoring import (
+    GaussianBlur,
+    ScoringStepsMixin,
+    TrainingStatistics,
+    UnfittedStatisticsError,
+    check_top_k,
+    complements,
+    image_score,
+    log_domain,
+    upsample_maps,
+)
 from .training import (
     OFFICIAL_WARMUP_FRACTION,
     ChunkedOptimizationMixin,
@@ -71,14 +82,17 @@ __all__ = [
     "StatisticsModel",
     "TrainingStatistics",
     "TrainingStatisticsMixin",
+    "UnfittedStatisticsError",
     "backbone_only_scope",
     "check_fiber_batch_size",
     "check_images",
     "check_subnet_precision",
     "check_top_k",
+    "complements",
     "float32_scoring",
     "flow_pre_processor",
     "image_score",
+    "log_domain",
     "process_grid",
     "renamed_arguments",
     "renamed_attributes",

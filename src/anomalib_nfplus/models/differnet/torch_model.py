@@ -100,6 +100,7 @@ class DifferNetModel(nn.Module):
             pre_trained=pre_trained,
             backbone_weights=backbone_weights,
             requires_input_grad=True,
+            defer_unavailable_weights=True,  # for a checkpoint's state dict to fill; running without them fails
         )
         # The smallest pyramid level must keep at least _MIN_LEVEL_SIZE px for its pooled features to mean anything.
         self.min_size = math.ceil(_MIN_LEVEL_SIZE / min(self.feature_extractor.scales or (1.0,)))

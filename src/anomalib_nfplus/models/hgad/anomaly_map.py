@@ -23,14 +23,16 @@ pixels near the training maximum lose ``1 - exp(v - max)`` to cancellation. The 
 
 a strictly increasing function of the paper's map (``A = L * (1 - exp(-T))``): the same pixel and image
 rankings, hence the same AUROC and PRO, and the image score (max of the map) orders images as the paper's. Each
-complement is computed in the form that is exact where it is small: ``1 - A / L`` in the log domain with a
-per-image shift (so ``exp`` of far-out positions cannot underflow), ``A / L`` through ``expm1`` (bilinear
-upsampling and the blur keep constants, so ``L - sum_l up(e_l) = sum_l up(1 - e_l)``). ``expm1`` and ``log1p``
-are written with ``exp``, ``log`` and series (:func:`expm1`, :func:`log1p`): ONNX has neither, and the exporters
-lower them to ``exp(x) - 1`` and ``log(1 + x)``, which would lose the resolution in every exported model.
+complement is computed in the form that is exact where it is small (shared with CflowAD's likelihood scoring,
+:func:`~anomalib_nfplus.models.components.scoring.log_maps.complements`): ``A / L`` through ``expm1``, and
+``1 - A / L`` in the log domain with a per-image shift, exact down to ``e^-80`` below the image's most normal
+position. Further out (real anomalies reach hundreds of nats per dimension below it, where ``exp`` underflows)
+``log(1 - A / L)`` is a lower bound computed from the log values alone (upsampled, combined over levels, blurred),
+exact on constant regions and capped below every exactly resolved value, so the map keeps its order over any
+range. ``expm1``, ``log1p`` and ``logaddexp`` are written with ``exp``, ``log`` and series: ONNX has neither of
+the first two, and the exporters lower all three naively, which would lose the resolution in every exported model.
 """
 
-import math
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -38,7 +40,8 @@ import torch
 from torch import nn
 
 from anomalib_nfplus.flows import HierarchicalGaussianMixture, change_of_variables
-from anomalib_nfplus.models.components import GaussianBlur, TrainingStatistics, renamed_attributes, upsample_maps
+from anomalib_nfplus.models.components import GaussianBlur, TrainingStatistics, renamed_attributes
+from anomalib_nfplus.models.components.scoring import complements, expm1, log1p, log_domain, logaddexp
 
 __all__ = [
     "SCORINGS",
@@ -56,24 +59,6 @@ SCORINGS: tuple[str, ...] = get_args(Scoring)
 
 #: Statistics map kinds of every level, before the one class-conditional likelihood per class.
 _NEG_ENTROPY, _LABEL_FREE, _KINDS = 0, 1, 2
-
-_SERIES_BELOW = 0.1  # |x| under which the series are used; their truncation error there is below 1e-9 relative
-_LOG_HALF = math.log(0.5)
-_TINY = torch.finfo(torch.float32).tiny
-
-
-def expm1(x: torch.Tensor) -> torch.Tensor:
-    """``exp(x) - 1``, accurate to float32 rounding near 0, from ops every exporter keeps (Taylor to ``x^6``)."""
-    series = x * (1 + x / 2 * (1 + x / 3 * (1 + x / 4 * (1 + x / 5 * (1 + x / 6)))))
-    return torch.where(x.abs() < _SERIES_BELOW, series, torch.exp(x) - 1)
-
-
-def log1p(x: torch.Tensor) -> torch.Tensor:
-    """``log(1 + x)``, accurate near 0, exportable: ``2 atanh(x / (2 + x))`` as a series to the 7th power."""
-    y = x / (2 + x)
-    y2 = y * y
-    series = 2 * y * (1 + y2 * (1 / 3 + y2 * (1 / 5 + y2 / 7)))
-    return torch.where(x.abs() < _SERIES_BELOW, series, torch.log(1 + x))
 
 
 def statistics_maps(levels: int, n_classes: int) -> int:
@@ -107,12 +92,6 @@ def level_maps(
     log_pz = prior.log_prob(z, labels, include_const=True)  # HGAD's prior leaves the constant out of its losses
     log_p = change_of_variables(log_pz, log_det, prior.dim)
     return log_p, -prior.class_entropy(z, include_prior=False)  # class weights not included
-
-
-def _logaddexp(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``log(exp(x) + exp(y))`` without overflow or underflow (ONNX lowers ``torch.logaddexp`` naively)."""
-    high = torch.maximum(x, y)
-    return high + torch.log(torch.exp(x - high) + torch.exp(y - high))
 
 
 class AnomalyMapGenerator(nn.Module):
@@ -207,29 +186,18 @@ class AnomalyMapGenerator(nn.Module):
         log_normality: Sequence[torch.Tensor],
         size: tuple[int, int],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``a = A / L`` and ``log(1 - a)`` of one map kind, ``(B, 1, H, W)`` each, exact where each is small.
+        """``a = A / L`` and ``log(1 - a)`` of one map kind, ``(B, 1, H, W)`` each (blurred, clamped at 0 anomaly).
 
         Args:
             log_normality (Sequence[torch.Tensor]): Per-level ``v - max`` maps ``(B, h, w)``.
             size (tuple[int, int]): Output size.
         """
-        levels = len(log_normality)
-        # A / L from sum_l up(1 - exp(d)) = L - sum_l up(exp(d)): exact near 0 (normal pixels).
-        a = self.blur(upsample_maps([-expm1(d) for d in log_normality], size).sum(1, keepdim=True).clamp_min(0.0))
-        # 1 - A / L = blur(min(S, L)) / L with S scaled by exp(-shift): the most normal position of each image is
-        # exp(0), so S cannot underflow to 0; the shift stays <= 0 so that the scaled bound L exp(-shift) cannot
-        # underflow either (it may overflow to inf, which min() ignores).
-        peaks = torch.stack([d.flatten(1).amax(dim=1) for d in log_normality], dim=1).amax(dim=1)
-        shift = peaks.clamp_max(0.0).view(-1, 1, 1, 1)
-        scaled = upsample_maps([torch.exp(d - shift.view(-1, 1, 1)) for d in log_normality], size).sum(1, keepdim=True)
-        kept = self.blur(torch.minimum(scaled, levels * torch.exp(-shift)))
-        log_s = shift + torch.log(kept.clamp_min(_TINY)) - math.log(levels)
-        return a / levels, log_s
+        return complements(log_normality, size, self.blur)
 
     @staticmethod
     def log_domain(a: torch.Tensor, log_s: torch.Tensor) -> torch.Tensor:
         """``-log(1 - a)`` from whichever complement is exact there: ``-log s`` for ``s < 1/2``, else ``-log1p(-a)``."""
-        return torch.where(log_s < _LOG_HALF, -log_s, -log1p(-a))
+        return log_domain(a, log_s)
 
     def combine(
         self,
@@ -259,7 +227,7 @@ class AnomalyMapGenerator(nn.Module):
                 [self.normality(v, m) for v, m in zip(entropy, entropy_max, strict=True)], size
             )
             # 1 - a1 a2 = s1 + s2 a1, in the log domain
-            log_s = _logaddexp(log_s, log_s_entropy + torch.log(a))
+            log_s = logaddexp(log_s, log_s_entropy + torch.log(a))
             a = a * a_entropy
         return self.log_domain(a, log_s)
 

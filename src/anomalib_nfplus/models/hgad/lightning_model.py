@@ -87,7 +87,9 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
             Defaults to ``None``.
         scoring (Scoring, optional): ``"label_free"`` or ``"class_conditional"``. Defaults to ``"label_free"``.
         use_entropy (bool, optional): Multiply by the entropy map (2+ classes). Defaults to ``True``.
-        blur_sigma (float | None, optional): Map blur; ``None``: 4 px per 256 px of input height.
+        blur_sigma (float | None, optional): Map blur; ``None``: 4 px per 256 px of the pre-processor's output
+            height. Checkpoints save the value used (as ``blur_sigma``), so a reload blurs as the trained model did
+            whatever pre-processor it is built with.
         top_k (float | None, optional): Image score = mean of the top fraction; ``None``: maximum.
         seed (int, optional): Seed of rotations and centre offsets. Defaults to ``0``.
         subnet_precision (SubnetPrecision, optional): Precision of the coupling subnets' matrix products in training
@@ -148,8 +150,10 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         )
         if pyramid_scales is None:
             pyramid_scales = (1.0, 0.5, 0.25) if len(layers) == 1 else (1.0,)
+        #: ``blur_sigma`` derived from the pre-processor (``None`` given): a loaded checkpoint's value replaces it.
+        self._blur_derived = blur_sigma is None
         if blur_sigma is None:
-            blur_sigma = 4.0 * (self.input_size or (256, 256))[0] / 256
+            blur_sigma = _derived_blur_sigma(self.input_size)
         self.model = HGADModel(
             backbone,
             layers,
@@ -283,6 +287,31 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
         msg = f"HGAD: no training images for class(es) {which}; every category needs normal training images."
         raise ValueError(msg)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save the blur the model scores with as ``blur_sigma``, also where it was derived (argument ``None``).
+
+        ``load_from_checkpoint`` and ``--ckpt_path`` then rebuild that blur whatever pre-processor or ``image_size``
+        the reloaded model gets; the model's own ``hparams`` keep the arguments as given.
+        """
+        super().on_save_checkpoint(checkpoint)
+        if isinstance(checkpoint.get("hyper_parameters"), dict):
+            checkpoint["hyper_parameters"]["blur_sigma"] = self.model.blur_sigma
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the components, then blur as the checkpoint's model did when this one derived its blur.
+
+        A derived ``blur_sigma`` (argument ``None``) comes from the pre-processor this model was built with, which
+        the checkpoint's may not be (``Engine.test(HGAD(), ckpt_path=...)``): the checkpoint's saved value wins, and
+        for checkpoints of older versions, which saved ``None``, it is derived again from the restored pre-processor.
+        """
+        super().on_load_checkpoint(checkpoint)
+        if not self._blur_derived:
+            return
+        saved = (checkpoint.get("hyper_parameters") or {}).get("blur_sigma")
+        sigma = float(saved) if saved is not None else _derived_blur_sigma(self.input_size)
+        if sigma != self.model.blur_sigma:
+            self.model.blur_sigma = sigma
+
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Build a not-yet-built prior from the checkpoint's shapes, then load strictly."""
         key = "model.priors.0.inter_logits"
@@ -308,3 +337,8 @@ class HGAD(ChunkedOptimizationMixin, TrainingStatisticsMixin, FlowModuleMixin, A
                 "inference. Set model.model.scoring = 'label_free' (same weights and statistics) before exporting."
             )
             raise NotImplementedError(msg)
+
+
+def _derived_blur_sigma(input_size: Sequence[int] | None) -> float:
+    """The official blur, 4 px at 256 px, scaled to the pre-processed image height (256 px without a resize)."""
+    return 4.0 * (input_size or (256, 256))[0] / 256

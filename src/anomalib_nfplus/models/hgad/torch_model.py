@@ -22,7 +22,13 @@ from torch import nn
 from anomalib_nfplus.backbones import PyramidFeatureExtractor
 from anomalib_nfplus.batch import batch_images, class_labels
 from anomalib_nfplus.flows import HierarchicalGaussianMixture, PositionalFlows, is_tracing
-from anomalib_nfplus.models.components import TrainingStatistics, check_images, image_score, renamed_arguments
+from anomalib_nfplus.models.components import (
+    GaussianBlur,
+    TrainingStatistics,
+    check_images,
+    image_score,
+    renamed_arguments,
+)
 
 from .anomaly_map import SCORINGS, AnomalyMapGenerator, Scoring, statistics_maps
 
@@ -86,6 +92,7 @@ class HGADModel(nn.Module):
             align_corners=True,
             pre_trained=pre_trained,
             backbone_weights=backbone_weights,
+            defer_unavailable_weights=True,  # for a checkpoint's state dict to fill; running without them fails
         )
         self.channels = self.feature_extractor.channels * self.feature_extractor.num_levels
         #: Smallest image height and width: the smallest pyramid level needs one position of the deepest layer.
@@ -100,6 +107,16 @@ class HGADModel(nn.Module):
         self.statistics: TrainingStatistics | None = None
         if n_classes is not None:
             self.build_prior(n_classes)
+
+    @property
+    def blur_sigma(self) -> float:
+        """Blur of the anomaly maps in output pixels; setting it rebuilds the blur (``0`` disables it)."""
+        return self.anomaly_map.blur.sigma
+
+    @blur_sigma.setter
+    def blur_sigma(self, sigma: float) -> None:
+        old = self.anomaly_map.blur
+        self.anomaly_map.blur = GaussianBlur(sigma, old.channels).to(old.kernel.device)
 
     @property
     def n_classes(self) -> int | None:
@@ -135,6 +152,7 @@ class HGADModel(nn.Module):
         """
         images = check_images(images, self.min_size)
         priors, stats = self.require_prior()
+        stats.require_fitted(type(self).__name__)  # eager calls only: traces skip it
         conditional = self.scoring == "class_conditional"
         labels = self._labels_for_scoring(class_index, images.shape[0]) if conditional else None
         size = (images.shape[-2], images.shape[-1])

@@ -1,6 +1,7 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""HGAD's map keeps its resolution at both ends, equals the paper's map under a monotone transform, and exports."""
+"""HGAD's map keeps its resolution at both ends and its order far out, equals the paper's map under a monotone
+transform, and exports."""
 
 import math
 
@@ -8,8 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from anomalib_nfplus.models.components import GaussianBlur, upsample_maps
-from anomalib_nfplus.models.hgad.anomaly_map import AnomalyMapGenerator, expm1, log1p
+from anomalib_nfplus.flows import HierarchicalGaussianMixture
+from anomalib_nfplus.models.components import GaussianBlur, TrainingStatistics, image_score, upsample_maps
+from anomalib_nfplus.models.hgad.anomaly_map import (
+    AnomalyMapGenerator,
+    expm1,
+    level_maps,
+    log1p,
+    map_index,
+    statistics_maps,
+)
 
 SIZE = (8, 8)
 ZERO = torch.tensor(0.0)
@@ -106,3 +115,135 @@ def test_openvino_keeps_the_resolution(tmp_path) -> None:
     np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=0)
     assert len(np.unique(got.reshape(len(d), -1)[:, 0])) == len(d)
     assert np.isfinite(got).all()
+
+
+#: ``v - max`` of the stripes: the most normal position, then anomalies out to where real data reaches (ELPV: -537).
+FAR = (0.0, -50.0, -150.0, -300.0, -600.0, -1000.0)
+STRIPES = (32, 32 * len(FAR))  # output size: one 32-pixel stripe per value, wider than blur radius + upsampling
+
+
+def _stripes(scale: float = 1.0) -> list[torch.Tensor]:
+    """One image, two levels (factors 2 and 4): vertical stripes of ``scale * FAR``, the first one normal."""
+    row = torch.tensor(FAR).mul(scale).repeat_interleave(16)
+    return [row.view(1, 1, -1).expand(1, 16, -1).contiguous(), row[::2].view(1, 1, -1).expand(1, 8, -1).contiguous()]
+
+
+def _centres(anomaly_map: torch.Tensor) -> torch.Tensor:
+    """The map at the centre of every stripe, float64."""
+    return anomaly_map[0, 0, 16, 16::32].double()
+
+
+@pytest.mark.parametrize("with_entropy", [False, True], ids=["likelihood", "entropy"])
+def test_far_out_positions_keep_their_order(with_entropy: bool) -> None:
+    """Positions 50 to 1000 nats below the image's most normal one: ordered, not saturated at ~88 nats.
+
+    Constant stripes: the exact map is ``-d`` (with the entropy map ``-d / 2`` times ``1/2``:
+    ``-log(e^d + e^(d/2) (1 - e^d))``), hand-computed in float64.
+    """
+    likelihood = _stripes()
+    entropy = _stripes(0.5) if with_entropy else None
+    zeros = [ZERO, ZERO]
+    got = _centres(AnomalyMapGenerator(1.0).combine(likelihood, zeros, entropy, zeros if entropy else None, STRIPES))
+    d = torch.tensor(FAR, dtype=torch.float64)
+    expected = -torch.logaddexp(d, d / 2 + torch.log(-torch.expm1(d))) if with_entropy else -d
+    expected[0] = 0.0  # the normal stripe: A = 0 exactly
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert (got.diff() > 0).all()
+
+
+@pytest.mark.parametrize("with_entropy", [False, True], ids=["likelihood", "entropy"])
+def test_far_out_images_keep_their_order_each_on_its_own(with_entropy: bool) -> None:
+    """Image scores (max of the map) of images with a normal corner and a far-out rest: ordered, batch-independent."""
+    anomalous = FAR[1:]
+    first = torch.tensor(anomalous).view(-1, 1, 1).repeat(1, 16, 16)
+    first[:, :4, :4] = 0.0  # each image's most normal position: the per-image shift is 0
+    second = first[:, ::2, ::2].contiguous()
+    likelihood = [first, second]
+    entropy = [first / 2, second / 2] if with_entropy else None
+    zeros = [ZERO, ZERO]
+    generator = AnomalyMapGenerator(1.0)
+    maps = generator.combine(likelihood, zeros, entropy, zeros if entropy else None, (32, 32))
+    scores = image_score(maps).double()
+    assert (scores.diff() > 0).all()
+    if not with_entropy:
+        torch.testing.assert_close(scores, -torch.tensor(anomalous, dtype=torch.float64), rtol=1e-5, atol=0)
+    for i in range(len(anomalous)):
+        alone = generator.combine(
+            [v[i : i + 1] for v in likelihood],
+            zeros,
+            [v[i : i + 1] for v in entropy] if entropy else None,
+            zeros if entropy else None,
+            (32, 32),
+        )
+        torch.testing.assert_close(alone, maps[i : i + 1], rtol=1e-5, atol=1e-5)  # up to the kernels' rounding
+
+
+def test_far_out_positions_single_level_without_blur_are_minus_d() -> None:
+    """One level at output size, no blur: every position's map is ``-d`` exactly, however far out."""
+    d = torch.tensor((*FAR, -537.0, -88.0, -104.0)).view(1, 1, -1)
+    got = AnomalyMapGenerator(0.0).combine([d], [ZERO], None, None, (1, d.shape[-1]))
+    torch.testing.assert_close(got.flatten(), -d.flatten(), rtol=1e-6, atol=0)
+
+
+def test_label_free_forward_keeps_far_out_latents_ordered() -> None:
+    """Through the prior: latents ever further from the centre score ever higher, up to ~1000 nats per dimension."""
+    prior = HierarchicalGaussianMixture(2, 1, 4, learn_means=False, learn_weights=False).eval()
+    centre = prior.inter_means[0].detach()
+    direction = torch.tensor([1.0, -1.0, 1.0, 1.0]) / 2
+    radii = torch.tensor([0.0, 20.0, 35.0, 50.0, 70.0, 90.0])
+    z = (centre + radii[:, None] * direction).view(1, 1, -1, 4)
+    log_det = torch.zeros(1, 1, len(radii))
+    statistics = TrainingStatistics(statistics_maps(1, 2))
+    log_p, _ = level_maps(prior, z.view(-1, 4), log_det.view(-1), None, len(radii))
+    statistics.maximum[map_index(0, 1, 2)] = log_p[0]  # the centre is the most normal training position
+    assert (log_p - log_p[0]).min() < -1000
+    got = AnomalyMapGenerator(0.0, use_entropy=False)([(z, log_det)], [prior], statistics, None, (1, len(radii)))
+    torch.testing.assert_close(got.flatten(), log_p[0] - log_p, rtol=1e-5, atol=1e-5)
+    assert (got.flatten().diff() > 0).all()
+
+
+def _old_complements(d: list[torch.Tensor], blur: GaussianBlur) -> tuple[torch.Tensor, torch.Tensor]:
+    """The exact formula alone (before the far-field estimate), to compare bit for bit in the ordinary range."""
+    levels = len(d)
+    a = blur(upsample_maps([-expm1(v) for v in d], SIZE).sum(1, keepdim=True).clamp_min(0.0))
+    shift = torch.stack([v.flatten(1).amax(dim=1) for v in d], dim=1).amax(dim=1).clamp_max(0.0).view(-1, 1, 1, 1)
+    scaled = upsample_maps([torch.exp(v - shift.view(-1, 1, 1)) for v in d], SIZE).sum(1, keepdim=True)
+    kept = blur(torch.minimum(scaled, levels * torch.exp(-shift)))
+    return a / levels, shift + torch.log(kept.clamp_min(torch.finfo(torch.float32).tiny)) - math.log(levels)
+
+
+@pytest.mark.parametrize("spread", [1.0, 20.0, 75.0])
+def test_bit_identical_to_the_exact_formula_in_the_ordinary_range(spread: float) -> None:
+    """Where the exact form resolves the map (down to ``e^-80`` below the image's peak), nothing changes."""
+    generator = torch.Generator().manual_seed(1)
+    d = [torch.rand(3, 4, 4, generator=generator) * -spread, torch.rand(3, 2, 2, generator=generator) * -spread]
+    d[0][0, 0, 0] = 0.3  # above the training maximum: clamped
+    blur = GaussianBlur(1.0)
+    a, log_s = AnomalyMapGenerator(1.0).complements(d, SIZE)
+    old_a, old_log_s = _old_complements(d, blur)
+    assert torch.equal(a, old_a)
+    assert torch.equal(log_s, old_log_s)
+
+
+@pytest.mark.export
+def test_openvino_keeps_far_out_positions_ordered() -> None:
+    """The far-field estimate exports (``torch.export`` -> OpenVINO, f32) and matches torch on far-out stripes."""
+    import openvino as ov
+
+    class Module(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.map = AnomalyMapGenerator(1.0)
+
+        def forward(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+            return self.map.combine([first, second], [ZERO, ZERO], [first * 0.5, second * 0.5], [ZERO, ZERO], STRIPES)
+
+    inputs = tuple(_stripes())
+    module = Module().eval()
+    with torch.no_grad():
+        expected = module(*inputs)
+    model = ov.convert_model(torch.export.export(module, inputs))
+    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    got = compiled([t.numpy() for t in inputs])[compiled.outputs[0]]
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+    assert (np.diff(got[0, 0, 16, 16::32]) > 0).all()

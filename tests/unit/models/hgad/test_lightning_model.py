@@ -1,13 +1,16 @@
 # Copyright (C) 2026 anomalib-nfplus contributors
 # SPDX-License-Identifier: Apache-2.0
-"""HGAD Lightning module: class labels, per-class statistics, schedule defaults (no Trainer needed)."""
+"""HGAD Lightning module: class labels, per-class statistics, schedule defaults, saved blur (no Trainer needed)."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
+import lightning
 import pytest
 import torch
 from anomalib.models import AnomalibModule
 
+from anomalib_nfplus.models.components import flow_pre_processor
 from anomalib_nfplus.models.hgad import HGAD, lightning_model
 from anomalib_nfplus.models.hgad.anomaly_map import map_index
 
@@ -116,3 +119,65 @@ def test_every_step_reaches_or_names_every_parameter(model: HGAD, monkeypatch, i
         assert reached | named == {id(p) for p in trainable}
         priors = model.model.priors
         assert (id(priors[0].intra_offsets) in named) is not intra  # the intra-class stage decides
+
+
+# --- the derived blur belongs to the checkpoint -----------------------------------------------------------------
+
+
+def _blur_checkpoint(tmp_path: Path) -> tuple[HGAD, Path]:
+    """HGAD with ``blur_sigma=None`` and the default ``image_size`` (1024 px) but a 64 px pre-processor, saved."""
+    torch.manual_seed(0)
+    model = HGAD(
+        backbone="tf_efficientnet_lite0",
+        layers=["blocks.2"],
+        pre_trained=False,
+        n_classes=1,
+        coupling_blocks=1,
+        condition_dim=8,
+        n_intra=2,
+        pre_processor=flow_pre_processor("tf_efficientnet_lite0", SIZE),
+        visualizer=False,
+    )
+    model.collect_training_statistics([_batch([0, 0, 0])])
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": dict(model.hparams),
+        "pytorch-lightning_version": lightning.__version__,
+    }
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, tmp_path / "hgad.ckpt")
+    return model.eval(), tmp_path / "hgad.ckpt"
+
+
+def test_a_derived_blur_is_saved_and_reloaded(tmp_path: Path) -> None:
+    model, path = _blur_checkpoint(tmp_path)
+    assert model.model.blur_sigma == pytest.approx(1.0)  # 4 px at 256 px -> 1 px at 64 px, not 16 px at 1024 px
+    images = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    loaded = HGAD.load_from_checkpoint(path).eval()
+    assert loaded.model.blur_sigma == pytest.approx(1.0)
+    with torch.no_grad():
+        expected, got = model(images), loaded(images)
+    torch.testing.assert_close(got.pred_score, expected.pred_score, rtol=0, atol=0)
+    torch.testing.assert_close(got.anomaly_map, expected.anomaly_map, rtol=0, atol=0)
+    assert torch.load(path, weights_only=True)["hyper_parameters"]["blur_sigma"] == pytest.approx(1.0)
+    assert model.hparams["blur_sigma"] is None  # the model's own arguments stay as given
+    other = HGAD.load_from_checkpoint(path, pre_processor=flow_pre_processor("tf_efficientnet_lite0", 2 * SIZE))
+    assert other.model.blur_sigma == pytest.approx(1.0)  # another pre-processor keeps the trained blur
+
+
+def test_ckpt_path_into_a_model_that_derived_another_blur(tmp_path: Path) -> None:
+    """``Engine.test(HGAD(), ckpt_path=...)``: the checkpoint's blur replaces the one derived at construction."""
+    _, path = _blur_checkpoint(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    args = {"backbone": "tf_efficientnet_lite0", "layers": ["blocks.2"], "pre_trained": False, "n_classes": 1}
+    fresh = HGAD(**args, coupling_blocks=1, condition_dim=8, n_intra=2, visualizer=False)
+    assert fresh.model.blur_sigma == pytest.approx(16.0)  # derived from its own 1024 px pre-processor
+    fresh.on_load_checkpoint(checkpoint)
+    assert fresh.model.blur_sigma == pytest.approx(1.0)
+    explicit = HGAD(**args, coupling_blocks=1, condition_dim=8, n_intra=2, visualizer=False, blur_sigma=2.0)
+    explicit.on_load_checkpoint(checkpoint)
+    assert explicit.model.blur_sigma == pytest.approx(2.0)  # a value the user gave is kept
+    checkpoint["hyper_parameters"]["blur_sigma"] = None  # saved by an older version
+    older = HGAD(**args, coupling_blocks=1, condition_dim=8, n_intra=2, visualizer=False)
+    older.on_load_checkpoint(checkpoint)
+    assert older.model.blur_sigma == pytest.approx(1.0)  # derived again from the restored 64 px pre-processor

@@ -30,8 +30,11 @@ class FlowExportMixin(LightningHost):
     """``to_onnx``/``to_openvino`` at one static size, ``ov_model``, and the ``INT8_PTQ`` hooks.
 
     Contract: the eval-mode ``forward`` is ``torch.export``-traceable at the export size. Override
-    :meth:`check_exportable` to refuse a configuration, :meth:`export_tracing` where ``forward`` needs a pre-traced
-    part (DifferNet), :meth:`int8_ignored_scope` and :attr:`int8_bias_correction` for another INT8 scope.
+    :meth:`check_exportable` to refuse a configuration, :meth:`check_fitted` to refuse parts fitted on training data
+    that are not fitted yet (:class:`~anomalib_nfplus.models.components.training.TrainingStatisticsMixin` does),
+    :meth:`export_tracing` where ``forward`` needs a pre-traced part (DifferNet), :meth:`int8_ignored_scope` and
+    :attr:`int8_bias_correction` for another INT8 scope. Every export (``to_torch``, ``to_onnx``, ``to_openvino``,
+    :meth:`ov_model`) runs both checks before it traces anything.
     """
 
     #: NNCF bias correction in ``INT8_PTQ``: off for maps scored per position (it lowered CflowAD's accuracy), on where
@@ -42,10 +45,18 @@ class FlowExportMixin(LightningHost):
     def check_exportable(self) -> None:
         """Raise when the model's current configuration cannot be exported (every export checks this first)."""
 
+    def check_fitted(self) -> None:
+        """Raise when what the model fits on training data is not fitted for its weights (every export checks it)."""
+
     def export_input_size(self, input_size: tuple[int, int] | None = None) -> tuple[int, int]:
         """The static ``(H, W)`` to export at (default: the pre-processor's size), checked against the model."""
         self.check_exportable()
         return export_input_size(self, input_size)
+
+    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
+        """Anomalib's pickled PyTorch export, after :meth:`check_fitted` (the pickle would score as it is)."""
+        self.check_fitted()
+        return super().to_torch(export_root, model_file_name)
 
     def export_tracing(self, input_size: tuple[int, int]) -> AbstractContextManager[None]:
         """Context a trace for export runs in (override where ``forward`` needs a pre-traced part, as DifferNet)."""
@@ -65,6 +76,7 @@ class FlowExportMixin(LightningHost):
         anomalib's dynamic size traced at 32x32 px (see :mod:`.export_size`).
         """
         size = self.export_input_size(input_size)
+        self.check_fitted()
         kwargs.setdefault("opset_version", ONNX_OPSET)
         with third_party_noise_filtered(), self.export_tracing(size):
             return super().to_onnx(export_root, model_file_name, size, **kwargs)
@@ -93,6 +105,7 @@ class FlowExportMixin(LightningHost):
         file instead: same graph and outputs, several times slower.
         """
         size = self.export_input_size(input_size)
+        self.check_fitted()
         if onnx_kwargs is not None:
             with third_party_noise_filtered():
                 return super().to_openvino(
@@ -111,6 +124,7 @@ class FlowExportMixin(LightningHost):
 
     def ov_model(self, input_size: tuple[int, int], ov_kwargs: dict[str, Any] | None = None) -> Any:
         """The in-memory OpenVINO model (float32) of this module at the static ``input_size``, uncompressed."""
+        self.check_fitted()
         was_training = self.training
         self.eval()
         example = example_input(input_size, self.device)

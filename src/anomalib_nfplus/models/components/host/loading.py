@@ -4,19 +4,30 @@
 
 Checkpoints written before a submodule was renamed load too: each model lists its old state-dict key prefixes in
 ``renamed_state_keys`` and :meth:`CheckpointLoadingMixin.load_state_dict` maps them to the current ones.
+
+A checkpoint is all a trained model needs: it holds the backbone's weights, so ``load_from_checkpoint`` builds the
+model without reading the ``backbone_weights`` file or the timm hub
+(:func:`~anomalib_nfplus.backbones.weights_from_checkpoint`), and a model built otherwise (``ckpt_path=``,
+``anomalib export --ckpt_path``) on a machine without that file or network gets its backbone from the checkpoint
+too. A backbone left without weights refuses to train, score or export
+(:func:`~anomalib_nfplus.backbones.require_backbone_weights`).
 """
 
 import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
+
+from anomalib_nfplus.backbones import require_backbone_weights, weights_from_checkpoint
 
 from .inputs import keep_unstored_transform
 from .lightning_host import LightningHost
 
 __all__ = ["CheckpointLoadingMixin"]
+
+_Model = TypeVar("_Model", bound="CheckpointLoadingMixin")
 
 #: Buffers older checkpoints stored beside the tensor they derive from: name -> (source name, derivation).
 _DERIVED_BUFFERS: dict[str, tuple[str, Callable[[torch.Tensor], torch.Tensor]]] = {
@@ -123,6 +134,21 @@ class CheckpointLoadingMixin(LightningHost):
                 )
                 raise RuntimeError(msg)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @classmethod
+    def load_from_checkpoint(cls: type[_Model], *args: Any, **kwargs: Any) -> _Model:
+        """Anomalib's ``load_from_checkpoint`` (same arguments); the backbone takes its weights from the checkpoint.
+
+        Neither the saved ``backbone_weights`` file nor the network is needed: the model is built with its backbone's
+        pretrained weights pending, and the checkpoint's state dict fills them.
+        """
+        with weights_from_checkpoint():
+            return super().load_from_checkpoint(*args, **kwargs)  # type: ignore[return-value]
+
+    def on_train_start(self) -> None:
+        """Refuse to train a backbone whose pretrained weights could not be obtained (after any checkpoint restore)."""
+        require_backbone_weights(self)
+        super().on_train_start()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Anomalib's restore of the components, keeping the pre-processing where the checkpoint stores none.

@@ -6,12 +6,21 @@ The official CFLOW-AD and HGAD code normalise each scale's map by the maximum ov
 Cflow by the maximum over the *batch*, so a score depends on the other images scored with it. Here every model
 normalises with statistics of its *training* images, frozen into buffers: checkpoints and exported graphs carry
 them, and one image scored alone gets the same score as inside any batch.
+
+Until they are collected the buffers hold placeholders (mean 0, std 1), which would give scores that mean nothing:
+eager scoring refuses them (:meth:`TrainingStatistics.require_fitted`).
 """
 
 import torch
 from torch import nn
 
-__all__ = ["TrainingStatistics", "supports_float64"]
+from anomalib_nfplus.flows import is_tracing
+
+__all__ = ["TrainingStatistics", "UnfittedStatisticsError", "supports_float64"]
+
+
+class UnfittedStatisticsError(RuntimeError):
+    """A model was asked to score or export with training statistics that were never collected for its weights."""
 
 
 def supports_float64(device: torch.device) -> bool:
@@ -127,6 +136,34 @@ class TrainingStatistics(nn.Module):
     def standardize(self, index: int, values: torch.Tensor) -> torch.Tensor:
         """``(values - mean) / std`` of map ``index``: a z-score against the training images."""
         return (values - self.mean[index]) / self.std[index]
+
+    def require_fitted(self, owner: str) -> None:
+        """Raise :class:`UnfittedStatisticsError` unless the buffers hold collected statistics.
+
+        Called by the torch models' ``forward``; skipped while tracing (:func:`~anomalib_nfplus.flows.is_tracing`),
+        so ``torch.export`` records no check (the export itself refuses unfitted statistics before tracing).
+
+        Args:
+            owner (str): The model named in the error (``"CflowADModel"``).
+
+        Example:
+            >>> stats = TrainingStatistics(1)
+            >>> stats.require_fitted("Model")
+            Traceback (most recent call last):
+            ...
+            anomalib_nfplus.models.components.scoring.statistics.UnfittedStatisticsError: Model has no training ...
+        """
+        if is_tracing() or bool(self.fitted):
+            return
+        msg = (
+            f"{owner} has no training statistics: they were never collected for its weights, and the placeholders "
+            "(mean 0, std 1) would give scores that mean nothing. Collect them from training images first: fit the "
+            "Lightning model (engine.fit), run engine.validate/test/predict with a datamodule (its training images "
+            "are used), call collect_training_statistics(train_loader) on the Lightning model, or load a checkpoint "
+            "written by training. On the torch model alone: statistics.reset(), update_statistics(batch) for every "
+            "pre-processed training batch, then statistics.finalize()."
+        )
+        raise UnfittedStatisticsError(msg)
 
     def extra_repr(self) -> str:
         """Shown by ``print(module)``."""

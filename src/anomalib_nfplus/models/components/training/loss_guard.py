@@ -26,6 +26,14 @@ class LossGuardMixin(LightningHost):
     #: True while :meth:`check_loss` saves the weights of the last finite step (read by checkpoint hooks).
     saving_last_finite: bool = False
 
+    def last_finite_note(self) -> str:
+        """Appended to the error after the saved checkpoint's path: what it lacks and how to use it ("" here).
+
+        :class:`~anomalib_nfplus.models.components.training.TrainingStatisticsMixin` says that it holds no training
+        statistics and how to collect them.
+        """
+        return ""
+
     def check_loss(self, loss: torch.Tensor, what: str = "loss") -> torch.Tensor:
         """Return ``loss`` if finite; otherwise save the last finite weights and stop with the failing step.
 
@@ -50,7 +58,7 @@ class LossGuardMixin(LightningHost):
             try:
                 self.saving_last_finite = True
                 trainer.save_checkpoint(path)
-                saved = f" The weights before this step were saved to {path}."
+                saved = f" The weights before this step were saved to {path}.{self.last_finite_note()}"
             except (OSError, RuntimeError) as error:
                 saved = f" (Saving the last finite weights failed: {error}.)"
             finally:

@@ -5,21 +5,29 @@
 The models normalise their maps with statistics of their *training* images (:class:`TrainingStatistics`), so
 those must belong to the weights that score: they are collected again whenever training changed the weights,
 before validation, testing and prediction, and before a checkpoint stores them.
+
+Statistics never collected for the weights (a model never trained, or a ``last_finite_step*.ckpt`` written at a
+non-finite loss) are never used: validation, testing and prediction collect them from the datamodule's training
+images when it has some and refuse otherwise, and so does an export (which never collects: it has no trainer).
 """
 
 import copy
+import logging
 from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 from anomalib.data import Batch
 from anomalib.pre_processing import PreProcessor
+from lightning.pytorch.trainer.states import TrainerFn
 
 from ..host.distributed import process_grid, rank_share
 from ..host.lightning_host import LightningHost
 from ..host.precision import float32_scoring
-from ..scoring.statistics import TrainingStatistics
+from ..scoring.statistics import TrainingStatistics, UnfittedStatisticsError
 
 __all__ = ["StatisticsModel", "TrainingStatisticsMixin"]
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -60,6 +68,11 @@ class TrainingStatisticsMixin(LightningHost):
     :class:`~anomalib_nfplus.models.components.training.LossGuardMixin` when it is also a base) marks a checkpoint
     of older weights, whose statistics are stored as unfitted. Override :meth:`on_statistics_collected` to refuse
     training data the statistics cannot be complete from.
+
+    Unfitted statistics are collected before validation, testing and prediction when a datamodule with training
+    images is at hand, and refused otherwise (:class:`UnfittedStatisticsError`); exports refuse them
+    (:meth:`check_fitted`, called by :class:`~anomalib_nfplus.models.components.export.FlowExportMixin`), and so
+    does the torch model's eager ``forward``.
     """
 
     #: Whether training changed the weights since the statistics were last collected.
@@ -123,6 +136,36 @@ class TrainingStatisticsMixin(LightningHost):
         self._refresh_statistics()
         super().on_predict_start()
 
+    def check_fitted(self) -> None:
+        """Raise :class:`UnfittedStatisticsError` while the statistics were never collected for these weights.
+
+        Every export calls it before tracing: an exported graph carries the statistics as constants, and the
+        placeholders (mean 0, std 1) would score every image arbitrarily. An export has no trainer to collect them
+        with.
+        """
+        stats = self.statistics_model.statistics
+        if stats is not None and not bool(stats.fitted):
+            raise UnfittedStatisticsError(self._unfitted_message("cannot be exported"))
+
+    def last_finite_note(self) -> str:
+        """What the ``last_finite_step*.ckpt`` that :class:`LossGuardMixin` writes holds, for its error message."""
+        return (
+            " It holds no training statistics (they were not collected for those weights), so it cannot be exported "
+            "as it is: to score or export it, collect them from the training images first, e.g. "
+            "engine.validate(model, datamodule=datamodule, ckpt_path=<that file>), then engine.export(model, ...) "
+            "without ckpt_path, or engine.trainer.save_checkpoint(path) to keep a checkpoint with them."
+        )
+
+    def _unfitted_message(self, what: str) -> str:
+        return (
+            f"{type(self).__name__} {what}: its training statistics (they normalise its anomaly maps) were never "
+            "collected for its weights; it is untrained, or loaded from a last_finite_step*.ckpt. Use a trained "
+            "model or a checkpoint written by training (engine.fit, anomalib fit), or collect the statistics for "
+            "these weights from the training images: engine.validate(model, datamodule=datamodule) does (as do test "
+            "and predict with a datamodule); then export the model in memory (engine.export(model, ...) without "
+            "ckpt_path) or keep a checkpoint with them (engine.trainer.save_checkpoint(path))."
+        )
+
     def _refresh_statistics(self) -> None:
         stats = self.statistics_model.statistics
         if stats is None or (bool(stats.fitted) and not self.statistics_stale):
@@ -131,12 +174,20 @@ class TrainingStatisticsMixin(LightningHost):
         if loader is None:
             if bool(stats.fitted):
                 return
-            msg = (
-                f"{type(self).__name__} has no training statistics to normalise its maps and no training data to "
-                "collect them from. Train it first (engine.fit) or load a trained checkpoint (--ckpt_path)."
+            raise UnfittedStatisticsError(
+                self._unfitted_message("cannot score without a datamodule that has training images")
             )
-            raise RuntimeError(msg)
+        if not bool(stats.fitted) and not self._fitting():  # in fit, the first collection is the expected one
+            logger.info(
+                "%s: training statistics were never collected for these weights; collecting them from the "
+                "datamodule's training images.",
+                type(self).__name__,
+            )
         self.collect_training_statistics(loader)
+
+    def _fitting(self) -> bool:
+        trainer = self._trainer
+        return trainer is not None and trainer.state.fn == TrainerFn.FITTING
 
     def _training_loader(self) -> Any:
         trainer = self._trainer

@@ -4,8 +4,9 @@
 
 import pytest
 import torch
+from torch import nn
 
-from anomalib_nfplus.models.components import TrainingStatistics
+from anomalib_nfplus.models.components import TrainingStatistics, UnfittedStatisticsError
 
 
 def test_streaming_equals_batch_statistics():
@@ -128,3 +129,25 @@ def test_devices_without_float64_reduce_in_float32_and_accumulate_on_the_cpu(mon
     torch.testing.assert_close(stats.std, reference.std, rtol=1e-5, atol=0)
     assert torch.equal(stats.minimum, reference.minimum)
     assert torch.equal(stats.maximum, reference.maximum)
+
+
+class _Standardize(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.statistics = TrainingStatistics(1)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        self.statistics.require_fitted("Head")
+        return self.statistics.standardize(0, values)
+
+
+def test_unfitted_statistics_refuse_eager_scoring_but_not_a_trace():
+    head = _Standardize()
+    with pytest.raises(UnfittedStatisticsError, match=r"Head has no training statistics.*statistics\.finalize\(\)"):
+        head(torch.ones(2))
+    program = torch.export.export(head, (torch.ones(2),), strict=False)  # the export checks before tracing
+    torch.testing.assert_close(program.module()(torch.full((2,), 3.0)), torch.full((2,), 3.0))
+    head.statistics.reset()
+    head.statistics.update(0, torch.tensor([1.0, 3.0]))
+    head.statistics.finalize()
+    torch.testing.assert_close(head(torch.full((2,), 3.0)), torch.full((2,), 1.0))

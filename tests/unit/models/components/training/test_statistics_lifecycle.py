@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """TrainingStatisticsMixin: what the model receives, when statistics are refused, and the model contract."""
 
+import logging
+
 import pytest
 import torch
 from anomalib.data import ImageBatch as AnomalibImageBatch
@@ -13,8 +15,11 @@ from anomalib_nfplus.models.components import (
     StatisticsModel,
     TrainingStatistics,
     TrainingStatisticsMixin,
+    UnfittedStatisticsError,
 )
-from tests.unit.models.components.modules import ImageBatch, Scorer, TinyChunked
+from tests.unit.models.components.modules import ImageBatch, Scorer, Tiny, TinyChunked
+
+LOGGER = "anomalib_nfplus.models.components.training.statistics_lifecycle"
 
 
 def test_statistics_come_from_every_training_batch_in_eval_mode():
@@ -53,8 +58,57 @@ def test_anomalib_batches_keep_their_type():
 
 
 def test_refresh_without_training_data_or_statistics_is_an_error():
-    with pytest.raises(RuntimeError, match="Train it first"):
+    pattern = r"TinyChunked cannot score without a datamodule that has training images: .* were never collected"
+    with pytest.raises(UnfittedStatisticsError, match=pattern):
         TinyChunked()._refresh_statistics()
+
+
+def test_unfitted_statistics_are_collected_before_testing_with_one_info_line(caplog):
+    module = TinyChunked()
+    module._training_loader = lambda: [ImageBatch(torch.full((2, 3, 4, 4), 2.0))]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        module.on_test_start()
+    assert bool(module.model.statistics.fitted)
+    assert module.model.statistics.mean.item() == pytest.approx(2.0)
+    messages = [record.getMessage() for record in caplog.records if record.name == LOGGER]
+    assert messages == [
+        "TinyChunked: training statistics were never collected for these weights; collecting them from the "
+        "datamodule's training images."
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        module.on_predict_start()  # fitted and unchanged: nothing collected, nothing said
+    assert not [record for record in caplog.records if record.name == LOGGER]
+    assert len(module.model.seen) == 1
+
+
+@pytest.mark.parametrize("export", ["to_torch", "to_onnx", "to_openvino", "ov_model"])
+def test_every_export_refuses_unfitted_statistics_before_tracing(export, tmp_path):
+    module = TinyChunked()
+    calls = {
+        "to_torch": lambda: module.to_torch(tmp_path),
+        "to_onnx": lambda: module.to_onnx(tmp_path, input_size=(4, 4)),
+        "to_openvino": lambda: module.to_openvino(tmp_path, input_size=(4, 4)),
+        "ov_model": lambda: module.ov_model((4, 4)),
+    }
+    fix = r"engine\.validate\(model, datamodule=datamodule\)"
+    with pytest.raises(UnfittedStatisticsError, match=rf"TinyChunked cannot be exported: .*never collected.*{fix}"):
+        calls[export]()
+    assert not [path for path in tmp_path.rglob("*") if path.is_file()]
+
+
+def test_fitted_statistics_export(tmp_path):
+    module = TinyChunked()
+    module.collect_training_statistics([ImageBatch(torch.rand(2, 3, 4, 4))])
+    module.check_fitted()
+    assert module.to_torch(tmp_path).is_file()
+
+
+def test_the_last_finite_checkpoint_is_described_where_statistics_are_used():
+    note = TinyChunked().last_finite_note()
+    assert "holds no training statistics" in note
+    assert "engine.validate(model, datamodule=datamodule, ckpt_path=<that file>)" in note
+    assert Tiny().last_finite_note() == ""  # no statistics, nothing missing
 
 
 def test_the_hook_sees_the_share_before_the_sums_are_final():
