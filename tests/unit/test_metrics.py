@@ -75,3 +75,23 @@ def test_single_label_is_nan_and_bad_input_is_refused():
 def test_infinite_scores_rank_at_the_ends():
     scores = torch.tensor([-math.inf, 0.0, math.inf, 5.0])
     assert rank_auroc(scores, torch.tensor([0, 0, 1, 1])) == pytest.approx(1.0)
+
+
+def test_no_other_auroc_computation_in_the_project():
+    """Every AUROC the project computes goes through rank_auroc: a new call to a sigmoid-based AUROC fails here.
+
+    (anomalib's own ``AUROC`` in ``benchmarks/baselines.py`` runs inside its Evaluator, after the PostProcessor has
+    put the scores in ``[0, 1]``.)
+    """
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [*root.joinpath("src", "anomalib_nfplus").rglob("*.py"), *root.joinpath("benchmarks").rglob("*.py")]
+    offending = [
+        f"{path.relative_to(root)}: {name}"
+        for path in sources
+        if path.name != "metrics.py"
+        for name in ("binary_auroc(", "import binary_auroc", "BinaryAUROC(", "roc_auc_score(", "import auroc")
+        if name in path.read_text()
+    ]
+    assert offending == [], "use anomalib_nfplus.metrics.rank_auroc instead: " + "; ".join(offending)
