@@ -15,8 +15,12 @@ are not touched.
 "Given" means given by the user, not "different from the default": a value typed equal to the model's default
 (``--model.scoring label_free``) is given too. jsonargparse's parsed config holds every default, so
 :func:`given_model_arguments` parses the same command line again without the defaults to find which model
-arguments it sets. ``anomalib export`` rebuilds the model from the checkpoint (``Engine.export`` calls
-``load_from_checkpoint``), so there the given scoring-only values are passed to that reload as overrides.
+arguments it sets.
+
+anomalib's post-processor keeps, in the checkpoint, the thresholds and normalisation bounds it fitted on validation
+scores computed with the saved scoring-only values. When ``test``, ``predict`` or ``export`` is given other values,
+:func:`_refit_thresholds` makes the command refit them on the validation set of its ``--data`` first, and refuses
+to run without one: labels and normalised scores from the stale values would be silently wrong.
 
 :func:`extend_cli` installs this on ``anomalib.cli.cli.AnomalibCLI``; the start-up hook calls it right after that
 module is imported (and :func:`anomalib_nfplus.plugin.register` calls it where it already was).
@@ -54,8 +58,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _MARK = "_anomalib_nfplus_checkpoint_arguments"
-#: CLI attribute: the given scoring-only values ``anomalib export`` must rebuild the checkpoint's model with.
-_EXPORT_SCORING = "_anomalib_nfplus_export_scoring"
+#: CLI attribute: the given scoring-only values that differ from the checkpoint's, ``{name: (given, saved)}``.
+_CHANGED_SCORING = "_anomalib_nfplus_changed_scoring"
+#: The subcommands that would use the checkpoint's post-processor as it was saved (fit and validate refit it).
+_SCORING_SUBCOMMANDS = frozenset({"test", "predict", "export"})
 
 #: Per model (class name; subclasses inherit their base's entry), the arguments that only change how the trained
 #: weights and training statistics are turned into scores, so ``--ckpt_path`` lets the user's value differ from the
@@ -71,7 +77,7 @@ _EXPORT_SCORING = "_anomalib_nfplus_export_scoring"
 #: Every other saved argument given differently is refused: most shape the weights or the statistics (the
 #: architecture, the features), the rest record how the checkpoint was trained. anomalib's post-processor keeps the
 #: thresholds and normalisation bounds it fitted on validation scores in the checkpoint; those were computed with
-#: the saved values, which the log line says.
+#: the saved values, so the CLI refits them for given ones (:func:`_refit_thresholds`).
 SCORING_ARGUMENTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "CflowAD": ("scoring", "top_k"),
@@ -113,8 +119,8 @@ def extend_cli() -> None:
         if hasattr(section, "get"):  # a trainer/anomalib subcommand's Namespace (install and pipelines too)
             try:
                 if _checkpoint_model_class(section) is not None:
-                    _, scoring = _apply(section, given_model_arguments(self, subcommand))
-                    setattr(self, _EXPORT_SCORING, scoring if subcommand == "export" else {})
+                    _, changed = _apply(section, given_model_arguments(self, subcommand))
+                    setattr(self, _CHANGED_SCORING, changed if subcommand in _SCORING_SUBCOMMANDS else {})
             except ValueError as error:
                 self._parser(subcommand).error(str(error))
         original(self)
@@ -122,10 +128,14 @@ def extend_cli() -> None:
     @functools.wraps(original_instantiate)
     def instantiate_classes(self: Any) -> None:
         original_instantiate(self)
-        scoring = getattr(self, _EXPORT_SCORING, None)
+        changed = getattr(self, _CHANGED_SCORING, None)
         engine = getattr(self, "engine", None)
-        if scoring and engine is not None:
-            _export_with_scoring(engine, scoring)
+        if changed and engine is not None:
+            subcommand = self.config.get("subcommand")
+            try:
+                _refit_thresholds(engine, subcommand, getattr(self, "datamodule", None), changed)
+            except ValueError as error:
+                self._parser(subcommand).error(str(error))
 
     setattr(before_instantiate_classes, _MARK, True)
     setattr(instantiate_classes, _MARK, True)
@@ -133,24 +143,85 @@ def extend_cli() -> None:
     cli_class.instantiate_classes = instantiate_classes
 
 
-def _export_with_scoring(engine: Any, scoring: dict[str, Any]) -> None:
-    """Make ``engine.export`` rebuild the model from the checkpoint with the given scoring-only arguments.
+def _refit_thresholds(engine: Any, subcommand: str, data: Any, changed: Mapping[str, tuple[Any, Any]]) -> None:
+    """Make ``engine.<subcommand>(model=..., ckpt_path=...)`` refit the post-processor for ``changed`` scoring first.
 
-    ``Engine.export(ckpt_path=...)`` discards the model the CLI built and calls ``load_from_checkpoint(ckpt_path)``,
-    which restores every saved argument, scoring ones included. This instance's ``export`` does that reload itself,
-    passing ``scoring`` as the overriding arguments ``load_from_checkpoint`` takes, and exports the result.
+    anomalib's PostProcessor fitted its thresholds and normalisation bounds on validation scores computed with the
+    checkpoint's scoring-only values and keeps them in the checkpoint; anomalib's ``Engine.test``/``predict``
+    validate first only for zero-/few-shot models and ``export`` never does, so with other values the labels and
+    normalised scores would be wrong. The wrapped call validates on ``data`` with ``ckpt_path`` (Lightning loads the
+    checkpoint's weights into the CLI's model, built with the given values; the PostProcessor refits at validation
+    epoch end), then runs on that model without ``ckpt_path``, which would load the stale values back.
+    ``Engine.test``/``predict`` set up their output folder and trainer before they ask ``_should_run_validation``
+    whether to validate, so the validation runs there (outputs land where they always do); ``export`` sets up
+    nothing and validates before.
+
+    Args:
+        engine (Any): The CLI's ``Engine``; its ``subcommand`` method is replaced on this instance.
+        subcommand (str): ``"test"``, ``"predict"`` or ``"export"``.
+        data (Any): What the CLI passes as the data (a datamodule, a path, a dataloader or ``None``).
+        changed (Mapping[str, tuple[Any, Any]]): The given scoring-only values that differ from the checkpoint's,
+            ``{name: (given, saved)}``.
+
+    Raises:
+        ValueError: ``data`` is not a datamodule, so there is no validation set to refit on.
     """
-    original = engine.export
+    from anomalib.data import AnomalibDataModule
+
+    given = ", ".join(f"{key}={value!r}" for key, (value, _) in changed.items())
+    saved = ", ".join(f"{key}={value!r}" for key, (_, value) in changed.items())
+    if not isinstance(data, AnomalibDataModule):
+        msg = (
+            f"--ckpt_path holds thresholds and normalisation fitted with {saved}, not the given {given}: they must "
+            "be refitted on validation data, which --data does not give here. Add --data <datamodule> (e.g. --data "
+            "MVTecAD --data.root <dir> --data.category <name>) so they are refitted, or leave "
+            f"{' '.join(f'--model.{key}' for key in changed)} out to use the saved value."
+        )
+        raise ValueError(msg)  # noqa: TRY004 - a usage error, refused like the other argument errors
+    original = getattr(engine, subcommand)
 
     @functools.wraps(original)
-    def export(*args: Any, **kwargs: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
         model, ckpt_path = kwargs.get("model"), kwargs.get("ckpt_path")
-        if not args and model is not None and ckpt_path:
-            kwargs["model"] = type(model).load_from_checkpoint(Path(ckpt_path).resolve(), **scoring)
-            kwargs["ckpt_path"] = None
-        return original(*args, **kwargs)
+        if args or model is None or not ckpt_path:
+            return original(*args, **kwargs)
+        refitted: list[bool] = []
 
-    engine.export = export
+        def validate(*_: Any) -> bool:
+            engine.validate(model, datamodule=data, ckpt_path=ckpt_path, verbose=False)
+            logger.info(
+                "%s: thresholds and normalisation refitted on the validation set for %s (%s holds those of %s).",
+                type(model).__name__,
+                given,
+                ckpt_path,
+                saved,
+            )
+            refitted.append(True)
+            return False  # validated: the engine goes on without validating again
+
+        kwargs["ckpt_path"] = None
+        if subcommand == "export":
+            validate()
+            return original(**kwargs)
+        engine_logger = logging.getLogger("anomalib.engine.engine")
+        engine_logger.addFilter(_weights_loaded)
+        engine._should_run_validation = validate
+        try:
+            result = original(**kwargs)
+        finally:
+            del engine._should_run_validation
+            engine_logger.removeFilter(_weights_loaded)
+        if not refitted:  # an anomalib that no longer asks: never a result from the stale thresholds
+            msg = f"Engine.{subcommand} did not call _should_run_validation: the thresholds were not refitted."
+            raise RuntimeError(msg)
+        return result
+
+    setattr(engine, subcommand, run)
+
+
+def _weights_loaded(record: logging.LogRecord) -> bool:
+    """Drop ``Engine.predict``'s warning that weights are not loaded without ``ckpt_path`` (the validation did)."""
+    return not record.getMessage().startswith("ckpt_path is not provided")
 
 
 def apply_checkpoint_arguments(section: Any, given: Collection[str] | None = None) -> list[str]:
@@ -177,8 +248,11 @@ def apply_checkpoint_arguments(section: Any, given: Collection[str] | None = Non
     return _apply(section, given)[0]
 
 
-def _apply(section: Any, given: Collection[str] | None) -> tuple[list[str], dict[str, Any]]:
-    """:func:`apply_checkpoint_arguments`, and the given scoring-only values that differ from the checkpoint's."""
+def _apply(section: Any, given: Collection[str] | None) -> tuple[list[str], dict[str, tuple[Any, Any]]]:
+    """:func:`apply_checkpoint_arguments`, and the given scoring-only values that differ from the checkpoint's.
+
+    Those are returned as ``{name: (given, saved)}``.
+    """
     model_class = _checkpoint_model_class(section)
     if model_class is None:
         return [], {}
@@ -202,7 +276,9 @@ def _apply(section: Any, given: Collection[str] | None) -> tuple[list[str], dict
         model["init_args"] = init_args = type(model)()
     given_now = None if given is None else {renames.get(key, key) for key in given}
     scoring = scoring_arguments(model_class)
-    filled, conflicts, kept = [], [], {}
+    filled: list[str] = []
+    conflicts: list[str] = []
+    kept: dict[str, tuple[Any, Any]] = {}
     for key, value in saved.items():
         current = init_args.get(key)
         if key in init_args and _plain(current) == _plain(value):
@@ -215,7 +291,7 @@ def _apply(section: Any, given: Collection[str] | None) -> tuple[list[str], dict
             init_args[key] = value
             filled.append(key)
         elif key in scoring:
-            kept[key] = current
+            kept[key] = (current, value)
         else:
             conflicts.append(f"{key}={value!r} (given: {current!r})")
     if conflicts:
@@ -230,9 +306,9 @@ def _apply(section: Any, given: Collection[str] | None) -> tuple[list[str], dict
     if kept:
         logger.info(
             "%s uses the given %s rather than the values saved in %s: scoring-only arguments share the weights and "
-            "training statistics (the saved thresholds and normalisation were fitted with the saved values).",
+            "training statistics (the thresholds and normalisation saved with them are refitted on validation data).",
             name,
-            "; ".join(f"{key}={value!r} (saved: {saved[key]!r})" for key, value in kept.items()),
+            "; ".join(f"{key}={value!r} (saved: {old!r})" for key, (value, old) in kept.items()),
             ckpt_path,
         )
     return filled, kept

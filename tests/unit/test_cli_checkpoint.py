@@ -193,12 +193,19 @@ def hgad_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _checkpoint(tmp_path_factory.mktemp("hgad_ckpt"), saved)
 
 
-def _cli_model(args: list[str]) -> Any:
+#: A datamodule for ``--data`` (never set up: these commands are not run).
+DATA = ["--data", "MVTecAD", "--data.root", "unused"]
+
+
+def _cli(args: list[str]) -> Any:
     from anomalib.cli import AnomalibCLI
 
     extend_cli()
-    cli = AnomalibCLI(["export", *args, "--export_type", "openvino"], run=False)
-    return cli.config_init["export"]["model"]
+    return AnomalibCLI(["export", *args, "--export_type", "openvino"], run=False)
+
+
+def _cli_model(args: list[str]) -> Any:
+    return _cli([*args, *DATA]).config_init["export"]["model"]
 
 
 def test_cli_uses_a_typed_default_scoring_and_the_saved_rest(hgad_ckpt: Path) -> None:
@@ -223,26 +230,99 @@ def test_cli_refuses_a_typed_default_architecture_argument(hgad_ckpt: Path, caps
     assert "coupling_blocks=2 (given: 12)" in capsys.readouterr().err
 
 
-def test_export_rebuilds_the_checkpoints_model_with_the_given_scoring_arguments() -> None:
-    """``Engine.export(ckpt_path=...)`` reloads the checkpoint with its saved arguments; the CLI's export passes the
-    given scoring-only ones as ``load_from_checkpoint`` overrides and exports that model."""
-    calls: list[tuple[str, Any]] = []
+# --- another scoring than the checkpoint's: the post-processor is refitted on validation data ----------------------
 
-    class Model:
-        @classmethod
-        def load_from_checkpoint(cls, path: Path, **overrides: Any) -> str:
-            calls.append(("load", (path, overrides)))
-            return "reloaded"
 
-    class Engine:
-        def export(self, **kwargs: Any) -> str:
-            calls.append(("export", kwargs))
-            return "exported"
+class RecordingEngine:
+    """Records its calls; ``test``/``predict`` validate first when ``_should_run_validation`` says so, as anomalib's
+    ``Engine`` does (after setting up its output folder and trainer)."""
 
-    engine = Engine()
-    cli_checkpoint._export_with_scoring(engine, {"scoring": "label_free"})
-    assert engine.export(model=Model(), ckpt_path="model.ckpt", export_type="openvino") == "exported"
-    assert calls == [
-        ("load", (Path("model.ckpt").resolve(), {"scoring": "label_free"})),
-        ("export", {"model": "reloaded", "ckpt_path": None, "export_type": "openvino"}),
-    ]
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, Any]] = []  # (method, model, ckpt_path)
+
+    @staticmethod
+    def _should_run_validation(model: Any, ckpt_path: Any) -> bool:
+        return False  # not a zero-/few-shot model
+
+    def validate(self, model: Any = None, datamodule: Any = None, ckpt_path: Any = None, verbose: bool = True) -> None:
+        assert datamodule is not None
+        self.calls.append(("validate", model, ckpt_path))
+
+    def _evaluate(self, name: str, model: Any, datamodule: Any, ckpt_path: Any) -> str:
+        if self._should_run_validation(model, ckpt_path):
+            self.validate(model, datamodule=datamodule)
+        self.calls.append((name, model, ckpt_path))
+        return name
+
+    def test(self, model: Any = None, datamodule: Any = None, ckpt_path: Any = None, verbose: bool = True) -> str:
+        return self._evaluate("test", model, datamodule, ckpt_path)
+
+    def predict(self, model: Any = None, datamodule: Any = None, ckpt_path: Any = None) -> str:
+        if not ckpt_path:
+            logging.getLogger("anomalib.engine.engine").warning("ckpt_path is not provided. Weights will not load.")
+        return self._evaluate("predict", model, datamodule, ckpt_path)
+
+    def export(self, model: Any, export_type: str, datamodule: Any = None, ckpt_path: Any = None) -> str:
+        self.calls.append(("export", model, ckpt_path))
+        return "export"
+
+
+CHANGED = {"scoring": ("label_free", "class_conditional")}
+
+
+@pytest.fixture
+def datamodule(tmp_path: Path) -> Any:
+    from anomalib.data import MVTecAD
+
+    return MVTecAD(root=tmp_path)
+
+
+@pytest.mark.parametrize("subcommand", ["test", "predict", "export"])
+def test_another_scoring_validates_with_the_checkpoint_then_runs_the_model_in_memory(
+    subcommand: str, datamodule: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Validation loads the checkpoint (weights and stale thresholds) and refits; the run then goes without
+    ``ckpt_path``, which would load the stale thresholds back over the refitted ones."""
+    engine, model = RecordingEngine(), object()
+    cli_checkpoint._refit_thresholds(engine, subcommand, datamodule, CHANGED)
+    kwargs = {"export_type": "openvino"} if subcommand == "export" else {}
+    with caplog.at_level(logging.INFO):
+        result = getattr(engine, subcommand)(model=model, datamodule=datamodule, ckpt_path="model.ckpt", **kwargs)
+    assert result == subcommand
+    assert engine.calls == [("validate", model, "model.ckpt"), (subcommand, model, None)]
+    assert "refitted on the validation set for scoring='label_free'" in caplog.text
+    assert "ckpt_path is not provided" not in caplog.text  # the validation loaded the weights
+    assert engine._should_run_validation is RecordingEngine._should_run_validation  # restored
+    assert engine.test(model=model, datamodule=datamodule) == "test"  # without a checkpoint: as it was
+    assert engine.calls[-1] == ("test", model, None)
+
+
+def test_an_engine_that_does_not_ask_to_validate_is_an_error(datamodule: Any) -> None:
+    engine = RecordingEngine()
+    engine.test = lambda **kwargs: "test"  # type: ignore[method-assign]  # never asks _should_run_validation
+    cli_checkpoint._refit_thresholds(engine, "test", datamodule, CHANGED)
+    with pytest.raises(RuntimeError, match="thresholds were not refitted"):
+        engine.test(model=object(), datamodule=datamodule, ckpt_path="model.ckpt")
+
+
+@pytest.mark.parametrize("data", [None, "images/folder"], ids=["no data", "a folder"])
+def test_another_scoring_without_validation_data_is_refused(data: Any) -> None:
+    both = r"fitted with scoring='class_conditional', not the given scoring='label_free'"
+    with pytest.raises(ValueError, match=both + r".*Add --data <datamodule>.*leave --model.scoring out"):
+        cli_checkpoint._refit_thresholds(RecordingEngine(), "predict", data, CHANGED)
+
+
+def test_cli_refits_only_for_a_scoring_other_than_the_checkpoints(
+    hgad_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The checkpoint's scoring is class_conditional and its top_k 0.1."""
+    ckpt = ["--model", "HGAD", "--ckpt_path", str(hgad_ckpt)]
+    for same in ([], ["--model.scoring", "class_conditional"], ["--model.top_k", "0.1"]):
+        cli = _cli([*ckpt, *same])  # without --data: nothing to refit, nothing refused
+        assert not hasattr(cli.engine.export, "__wrapped__"), same
+    assert hasattr(_cli([*ckpt, "--model.top_k", "0.2", *DATA]).engine.export, "__wrapped__")
+    with pytest.raises(SystemExit):
+        _cli([*ckpt, "--model.scoring", "label_free"])
+    error = capsys.readouterr().err
+    assert "fitted with scoring='class_conditional', not the given scoring='label_free'" in error
+    assert "Add --data <datamodule>" in error
