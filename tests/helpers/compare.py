@@ -23,3 +23,16 @@ def assert_labels_agree(actual: Any, expected: Any, max_fraction: float, what: s
     assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
     differ = int(np.sum(actual != expected))
     assert differ <= max_fraction * actual.size, f"{what}: {differ} of {actual.size} differ"
+
+
+def torch_and_openvino(module: Any, inputs: tuple[Any, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """First output of an eval ``module`` in torch and through ``torch.export`` -> OpenVINO (CPU, float32)."""
+    import openvino as ov
+    import torch
+
+    with torch.no_grad():
+        expected = module(*inputs)
+    compiled = ov.Core().compile_model(
+        ov.convert_model(torch.export.export(module, inputs)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    return compiled([t.numpy() for t in inputs])[compiled.outputs[0]], expected.numpy()

@@ -8,6 +8,7 @@ import torch
 
 from anomalib_nfplus.models.cflow_ad.anomaly_map import AnomalyMapGenerator
 from anomalib_nfplus.models.components import TrainingStatistics, upsample_maps
+from tests.helpers.compare import torch_and_openvino
 
 #: ``log p - max`` of the stripes: the most normal position, then anomalies out to where real data reaches.
 FAR = (0.0, -50.0, -150.0, -300.0, -600.0, -1000.0)
@@ -81,7 +82,6 @@ def test_monotone_transform_of_the_official_map() -> None:
 @pytest.mark.export
 def test_openvino_matches_torch_far_out() -> None:
     """The likelihood map exports (``torch.export`` -> OpenVINO, f32) and keeps far-out positions ordered."""
-    import openvino as ov
 
     class Module(torch.nn.Module):
         def __init__(self) -> None:
@@ -93,11 +93,6 @@ def test_openvino_matches_torch_far_out() -> None:
             return self.map([first, second], self.statistics, STRIPES)
 
     inputs = tuple(_stripes())
-    module = Module().eval()
-    with torch.no_grad():
-        expected = module(*inputs)
-    model = ov.convert_model(torch.export.export(module, inputs))
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    got = compiled([t.numpy() for t in inputs])[compiled.outputs[0]]
-    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+    got, expected = torch_and_openvino(Module().eval(), inputs)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert (np.diff(got[0, 0, 16, 16::32]) > 0).all()

@@ -19,6 +19,7 @@ from anomalib_nfplus.models.hgad.anomaly_map import (
     map_index,
     statistics_maps,
 )
+from tests.helpers.compare import torch_and_openvino
 
 SIZE = (8, 8)
 ZERO = torch.tensor(0.0)
@@ -228,7 +229,6 @@ def test_bit_identical_to_the_exact_formula_in_the_ordinary_range(spread: float)
 @pytest.mark.export
 def test_openvino_keeps_far_out_positions_ordered() -> None:
     """The far-field estimate exports (``torch.export`` -> OpenVINO, f32) and matches torch on far-out stripes."""
-    import openvino as ov
 
     class Module(torch.nn.Module):
         def __init__(self) -> None:
@@ -239,11 +239,6 @@ def test_openvino_keeps_far_out_positions_ordered() -> None:
             return self.map.combine([first, second], [ZERO, ZERO], [first * 0.5, second * 0.5], [ZERO, ZERO], STRIPES)
 
     inputs = tuple(_stripes())
-    module = Module().eval()
-    with torch.no_grad():
-        expected = module(*inputs)
-    model = ov.convert_model(torch.export.export(module, inputs))
-    compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    got = compiled([t.numpy() for t in inputs])[compiled.outputs[0]]
-    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-5, atol=1e-6)
+    got, expected = torch_and_openvino(Module().eval(), inputs)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     assert (np.diff(got[0, 0, 16, 16::32]) > 0).all()
